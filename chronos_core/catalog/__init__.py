@@ -1,0 +1,1 @@
+"""What can be described without running anything: devices, models, datasets, optimizers."""

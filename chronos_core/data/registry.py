@@ -1,0 +1,313 @@
+"""Public measurement tables by name: pinned URL, local mirror, user cache, schema check.
+
+Lookup order for `path(name)`: the mirror directory (offline copy of the public repositories,
+`CHRONOS_DATA_MIRROR`, default `../shared/seeddata` beside the repo when present), then the user
+cache (`CHRONOS_CACHE_DIR`, default `~/.cache/chronos/data`), then nothing: `fetch(name)`
+downloads into the cache. Mirrors may withhold rows, so files are checked by schema, not hash.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from chronos_core.errors import ChronosError, unknown_choice
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+CHRONOS_REPO = ("anonymousgithacc/chronos", "77da4a3c380d05b63f3bfae37ef1719516aefc17")
+CAPE_REPO = ("genericgitrepos/CAPE", "2f48daaabf50a45381f25ee377086ad7a4151429")
+CAPE_OLD_REPO = ("genericgitrepos/CAPE", "0d848e712968a4f98f9832da9452f642a51ac808")
+A100_REPO = (
+    "amacharla15/Hardware-Aware-Training-Time-Throughput-Prediction",
+    "88f77b8ea707eb4211d8dac29a54164a48e28fbf",
+)
+PRENET_REPO = ("pacslab/PreNeT", "229c871000dde16e00a850d5f3283ae21c065108")
+
+_TIME_CONFIG = ("dataset", "batch_size", "precision", "model", "param_count", "gpu_name")
+_CONV_CONFIG = ("dataset", "model", "optimizer", "learning_rate", "batch_size", "param_count", "T_conv")
+_PROBE_BATCH = (
+    "dataset",
+    "learning_rate",
+    "batch_size",
+    "epsilon",
+    "logP",
+    "logB",
+    "logG2",
+    "logTau",
+    "logLR",
+    "logN",
+    "T_star",
+    "converged",
+)
+
+
+@dataclass(frozen=True)
+class Source:
+    """One public table: where it lives upstream (pinned), where in the mirror, what it holds."""
+
+    name: str
+    repo: str
+    commit: str
+    repo_path: str  # path inside the upstream repository
+    mirror_path: str  # path inside the mirror directory
+    kind: str  # epoch_time | convergence | probe_batch | eval_records | a100_runs | a100_agg | gpu_specs
+    required_columns: tuple[str, ...]
+    description: str
+
+    @property
+    def url(self) -> str:
+        return f"https://raw.githubusercontent.com/{self.repo}/{self.commit}/{urllib.parse.quote(self.repo_path)}"
+
+    @property
+    def cache_relpath(self) -> Path:
+        return Path(self.repo.replace("/", "__")) / self.commit / self.repo_path
+
+
+def _chronos(table: str, family: str, kind: str, cols: tuple[str, ...], what: str) -> Source:
+    folder = "epoch_time_prediction" if kind == "epoch_time" else "epoch_convergence_prediction"
+    rel = f"{folder}/data/{family}.csv"
+    return Source(table, *CHRONOS_REPO, rel, f"chronos/{rel}", kind, cols, what)
+
+
+def _cape_meta(family: str) -> Source:
+    rel = f"Probe Batch Convergence/Meta Datasets/meta_dataset_{family}.csv"
+    return Source(
+        f"cape-probe-{family}",
+        *CAPE_REPO,
+        rel,
+        f"cape/{rel}",
+        "probe_batch",
+        _PROBE_BATCH,
+        f"CAPE probe-batch runs ({family}): steps T_star of full-batch AdamW on one batch until "
+        "loss <= epsilon * initial loss (cap 5000), with log-features",
+    )
+
+
+def _cape_eval(family: str) -> Source:
+    rel = f"evaluation/{family}_eval_records.csv"
+    return Source(
+        f"cape-eval-{family.lower()}",
+        *CAPE_OLD_REPO,
+        rel,
+        f"cape/_store_older_commits/{rel}",
+        "eval_records",
+        ("dataset", "learning_rate", "batch_size", "T_star", "T_pred"),
+        f"CAPE's own held-out predictions for {family} (T_star measured, T_pred predicted)",
+    )
+
+
+def _a100(rel: str, kind: str, cols: tuple[str, ...], what: str) -> Source:
+    name = "a100-" + rel.replace("_", "-").removesuffix(".csv")
+    return Source(name, *A100_REPO, rel, f"a100_cifar10_cnn/{rel}", kind, cols, what)
+
+
+_TIME_WHAT = (
+    "per-batch training time (loader wait + compute, ms) of {} models on several GPUs, with "
+    "config, analytic features and GPU spec columns"
+)
+_CONV_WHAT = "epochs to convergence (early stopping on validation loss) of {} models with init-time probes"
+
+SOURCES: dict[str, Source] = {
+    s.name: s
+    for s in [
+        _chronos(
+            "chronos-time-cnn", "CNN", "epoch_time", _TIME_CONFIG + ("compute_ms",), _TIME_WHAT.format("CNN")
+        ),
+        _chronos(
+            "chronos-time-mlp",
+            "MLP",
+            "epoch_time",
+            _TIME_CONFIG + ("avg_compute_ms",),
+            _TIME_WHAT.format("MLP"),
+        ),
+        _chronos(
+            "chronos-time-transformer",
+            "Transformer",
+            "epoch_time",
+            _TIME_CONFIG + ("compute_ms",),
+            _TIME_WHAT.format("Transformer"),
+        ),
+        _chronos("chronos-conv-cnn", "CNN", "convergence", _CONV_CONFIG, _CONV_WHAT.format("CNN")),
+        _chronos("chronos-conv-mlp", "MLP", "convergence", _CONV_CONFIG, _CONV_WHAT.format("MLP")),
+        _chronos(
+            "chronos-conv-transformer",
+            "Transformer",
+            "convergence",
+            _CONV_CONFIG,
+            _CONV_WHAT.format("Transformer"),
+        ),
+        Source(
+            "cape-dataset",
+            *CAPE_REPO,
+            "Evaluation/CAPE_Dataset.csv",
+            "cape/Evaluation/CAPE_Dataset.csv",
+            "convergence",
+            _CONV_CONFIG + ("val_loss_prefix",),
+            "CAPE convergence runs (CHRONOS runs plus RNNs) with val_loss_prefix: first 20 epochs' "
+            "validation loss",
+        ),
+        *(_cape_meta(f) for f in ("mlp", "cnn", "rnn", "transformer")),
+        *(_cape_eval(f) for f in ("MLP", "CNN", "RNN", "Transformer")),
+        _a100(
+            "runs.csv",
+            "a100_runs",
+            (
+                "depth",
+                "base_filters",
+                "batch_size",
+                "epochs",
+                "params",
+                "epoch_times_json",
+                "avg_time_sec",
+                "images_per_sec",
+                "test_acc",
+            ),
+            "Keras CNN on CIFAR-10, A100 80GB PCIe: one row per run (159 runs)",
+        ),
+        _a100(
+            "runs_agg.csv",
+            "a100_agg",
+            (
+                "depth",
+                "base_filters",
+                "batch_size",
+                "params",
+                "n",
+                "steps_per_epoch",
+                "avg_time_mean",
+                "avg_time_std",
+                "thr_mean",
+                "thr_std",
+                "acc_mean",
+                "acc_std",
+            ),
+            "the same runs aggregated over repeats (143 configs)",
+        ),
+        Source(
+            "prenet-gpus",
+            *PRENET_REPO,
+            "gpus/GPUs.csv",
+            "prenet/gpus/GPUs.csv",
+            "gpu_specs",
+            ("GPU", "SM", "Boost Clock (MHz)", "GPU Memory Bandwidth (GB/s)", "FP32"),
+            "PreNeT's spec table of 7 GPUs (TechPowerUp columns)",
+        ),
+    ]
+}
+
+
+def get_source(name: str) -> Source:
+    """The registered source called `name` (ChronosError listing the known ones otherwise)."""
+    if name not in SOURCES:
+        raise unknown_choice("data source", name, SOURCES)
+    return SOURCES[name]
+
+
+def mirror_dir() -> Path | None:
+    """The offline mirror: $CHRONOS_DATA_MIRROR, else ../shared/seeddata beside the repo if present."""
+    env = os.environ.get("CHRONOS_DATA_MIRROR")
+    if env:
+        return Path(env).expanduser()
+    default = REPO_ROOT.parent / "shared" / "seeddata"
+    return default if default.is_dir() else None
+
+
+def cache_dir() -> Path:
+    """Where `fetch` stores downloads: $CHRONOS_CACHE_DIR or ~/.cache/chronos/data."""
+    return Path(os.environ.get("CHRONOS_CACHE_DIR", "~/.cache/chronos/data")).expanduser()
+
+
+def locate(name: str) -> Path | None:
+    """The local file for a source (mirror first, then cache), or None if neither has it."""
+    src = get_source(name)
+    mirror = mirror_dir()
+    for candidate in ([mirror / src.mirror_path] if mirror else []) + [cache_dir() / src.cache_relpath]:
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def path(name: str) -> Path:
+    """The local file for a source, or a one-line ChronosError saying what to set or run."""
+    found = locate(name)
+    if found is None:
+        mirror = mirror_dir()
+        where = f"mirror {mirror}" if mirror else "no mirror (CHRONOS_DATA_MIRROR unset)"
+        raise ChronosError(
+            f"Data source {name!r} is not available offline ({where}; cache {cache_dir()}). "
+            f"Set CHRONOS_DATA_MIRROR to a copy of the public tables or run `chronos data fetch {name}`."
+        )
+    return found
+
+
+def check_schema(name: str, frame: pd.DataFrame) -> pd.DataFrame:
+    """Raise ChronosError if required columns are missing (a mirror may hold fewer rows, not columns)."""
+    missing = [c for c in get_source(name).required_columns if c not in frame.columns]
+    if missing:
+        raise ChronosError(
+            f"Data source {name!r} lacks columns {missing}; is the mirror or cache file corrupt?"
+        )
+    return frame
+
+
+def read(name: str) -> pd.DataFrame:
+    """Read a registered table as published (no adaptation), schema-checked."""
+    return check_schema(name, pd.read_csv(path(name)))
+
+
+def fetch(name: str, timeout_s: float = 30.0, force: bool = False) -> Path:
+    """Download a source into the cache (atomically); returns the cached path."""
+    src = get_source(name)
+    target = cache_dir() / src.cache_relpath
+    if target.is_file() and not force:
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        with urllib.request.urlopen(src.url, timeout=timeout_s) as response:
+            payload = response.read()
+    except (urllib.error.URLError, TimeoutError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        raise ChronosError(
+            f"Could not download {name!r} from {src.url} ({reason}). Without network, set "
+            "CHRONOS_DATA_MIRROR to a folder holding the public tables."
+        ) from None
+    with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
+        tmp.write(payload)
+    try:
+        check_schema(name, pd.read_csv(tmp.name))
+    except Exception:
+        os.unlink(tmp.name)
+        raise
+    shutil.move(tmp.name, target)
+    return target
+
+
+def sources_table() -> pd.DataFrame:
+    """One row per registered source with its availability here (for `chronos data list`)."""
+    rows = []
+    for src in SOURCES.values():
+        found = locate(src.name)
+        where = (
+            "-"
+            if found is None
+            else ("mirror" if mirror_dir() and str(found).startswith(str(mirror_dir())) else "cache")
+        )
+        rows.append(
+            {
+                "name": src.name,
+                "kind": src.kind,
+                "available": where,
+                "url": src.url,
+                "description": src.description,
+            }
+        )
+    return pd.DataFrame(rows)
