@@ -1,0 +1,212 @@
+"""Budgeted run selection: exact 0/1 knapsack over candidate runs (the A100 project's phase 8).
+
+cost = seconds per epoch x epochs (optionally the p80 upper bound of a predicted time), value =
+accuracy or throughput; a second, dollar budget makes it a two-constraint knapsack (which GPU and
+config to rent). Costs are discretised to `resolution_s` (rounded up, so a plan never overruns).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.errors import ChronosError
+
+VALUES = ("acc", "thr")
+TIME_SOURCES = ("measured", "predicted")
+
+
+@dataclass(frozen=True)
+class PlanRequest:
+    """What to optimise and under which budgets."""
+
+    budget_sec: float
+    epochs: int = 50
+    value: str = "acc"
+    min_acc: float | None = None
+    time_source: str = "measured"
+    budget_usd: float | None = None
+    resolution_s: float | None = None  # default: budget / 4000, at least 1 s
+    use_upper_bound: bool = False  # plan with the interval's upper time (p80/p90) instead of the point
+
+    def __post_init__(self) -> None:
+        if not (self.budget_sec > 0 and math.isfinite(self.budget_sec)):
+            raise ChronosError(f"budget_sec must be a positive number of seconds, got {self.budget_sec!r}")
+        if self.epochs < 1:
+            raise ChronosError(f"epochs must be >= 1, got {self.epochs!r}")
+        if self.value not in VALUES:
+            raise ChronosError(f"Unknown value {self.value!r}. Known: {', '.join(VALUES)}")
+        if self.time_source not in TIME_SOURCES:
+            raise ChronosError(f"Unknown time source {self.time_source!r}. Known: {', '.join(TIME_SOURCES)}")
+        if self.min_acc is not None and not 0 <= self.min_acc <= 1:
+            raise ChronosError(f"min_acc must be in [0, 1], got {self.min_acc!r}")
+        if self.budget_usd is not None and self.budget_usd <= 0:
+            raise ChronosError(f"budget_usd must be positive, got {self.budget_usd!r}")
+
+    @property
+    def step_s(self) -> float:
+        return self.resolution_s or max(1.0, self.budget_sec / 4000.0)
+
+
+@dataclass
+class Plan:
+    """The chosen runs and how they were chosen."""
+
+    request: PlanRequest
+    candidates: pd.DataFrame  # with cost_s, value (and cost_usd) columns
+    chosen: pd.DataFrame
+    total_value: float
+    total_cost_s: float
+    total_cost_usd: float | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def explain(self) -> str:
+        """A report in the spirit of the A100 project's dp_plan_*.txt files."""
+        r = self.request
+        lines = [
+            "DP TIME-BUDGET PLANNER (exact 0/1 knapsack)",
+            f"Budget: {r.budget_sec:g} s (~{r.budget_sec / 60:.2f} min)"
+            + (f" and ${r.budget_usd:g}" if r.budget_usd else ""),
+            f"Epochs per run: {r.epochs}   value: {r.value}   time source: {r.time_source}"
+            + ("   (planned at the interval's upper bound)" if r.use_upper_bound else ""),
+            f"min_acc filter: {r.min_acc}   candidates: {len(self.candidates)}   "
+            f"time resolution: {r.step_s:g} s",
+            "",
+            f"Chosen runs: {len(self.chosen)}   total value: {self.total_value:.6g}",
+            f"Total time: {self.total_cost_s:.0f} s ({100 * self.total_cost_s / r.budget_sec:.1f}% of budget)"
+            + (f"   total cost: ${self.total_cost_usd:.2f}" if self.total_cost_usd is not None else ""),
+        ]
+        if len(self.chosen):
+            lines += ["", self.chosen.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
+        lines += [""] + [f"- {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+def knapsack(costs: np.ndarray, values: np.ndarray, capacity: int) -> list[int]:
+    """Exact 0/1 knapsack with integer costs: indices of the best subset (dp over capacity)."""
+    costs = np.asarray(costs, dtype=np.int64)
+    values = np.asarray(values, dtype=float)
+    if (costs < 0).any():
+        raise ChronosError("knapsack costs must be non-negative")
+    n = len(costs)
+    best = np.zeros(capacity + 1)
+    take = np.zeros((n, capacity + 1), dtype=bool)
+    for i in range(n):
+        c = costs[i]
+        if c > capacity:
+            continue
+        shifted = np.full(capacity + 1, -np.inf)
+        shifted[c:] = best[: capacity + 1 - c] + values[i]
+        better = shifted > best + 1e-12
+        take[i] = better
+        best = np.where(better, shifted, best)
+    chosen, t = [], capacity
+    for i in range(n - 1, -1, -1):
+        if take[i, t]:
+            chosen.append(i)
+            t -= costs[i]
+    return sorted(chosen)
+
+
+def knapsack_2d(
+    costs_a: np.ndarray, costs_b: np.ndarray, values: np.ndarray, cap_a: int, cap_b: int
+) -> list[int]:
+    """Exact 0/1 knapsack under two budgets (e.g. seconds and cents)."""
+    costs_a = np.asarray(costs_a, dtype=np.int64)
+    costs_b = np.asarray(costs_b, dtype=np.int64)
+    n = len(values)
+    best = np.zeros((cap_a + 1, cap_b + 1))
+    take = np.zeros((n, cap_a + 1, cap_b + 1), dtype=bool)
+    for i in range(n):
+        a, b = costs_a[i], costs_b[i]
+        if a > cap_a or b > cap_b:
+            continue
+        shifted = np.full_like(best, -np.inf)
+        shifted[a:, b:] = best[: cap_a + 1 - a, : cap_b + 1 - b] + values[i]
+        better = shifted > best + 1e-12
+        take[i] = better
+        best = np.where(better, shifted, best)
+    chosen, ta, tb = [], cap_a, cap_b
+    for i in range(n - 1, -1, -1):
+        if take[i, ta, tb]:
+            chosen.append(i)
+            ta, tb = ta - costs_a[i], tb - costs_b[i]
+    return sorted(chosen)
+
+
+def plan_runs(
+    candidates: pd.DataFrame,
+    request: PlanRequest,
+    time_col: str = "epoch_time_s",
+    upper_col: str = "epoch_time_s_hi",
+    acc_col: str = "acc",
+    thr_col: str = "thr",
+    price_col: str = "price_per_hr",
+) -> Plan:
+    """Choose the subset of candidate runs with the largest total value within the budget(s)."""
+    need = [time_col, acc_col if request.value == "acc" or request.min_acc is not None else thr_col]
+    if request.use_upper_bound:
+        need.append(upper_col)
+    if request.budget_usd is not None:
+        need.append(price_col)
+    missing = [c for c in need if c not in candidates.columns]
+    if missing:
+        raise ChronosError(f"Candidate table lacks columns {missing}; it has {list(candidates.columns)}")
+    table = candidates.copy()
+    notes = []
+    if request.min_acc is not None:
+        table = table[table[acc_col] >= request.min_acc]
+    seconds = table[upper_col if request.use_upper_bound else time_col].astype(float) * request.epochs
+    table["cost_s"] = seconds
+    table["value"] = table[acc_col if request.value == "acc" else thr_col].astype(float)
+    table = table[np.isfinite(table["cost_s"]) & np.isfinite(table["value"])].reset_index(drop=True)
+    step = request.step_s
+    cap = int(math.floor(request.budget_sec / step))
+    units = np.ceil(table["cost_s"].to_numpy() / step - 1e-9).astype(np.int64)
+    if request.budget_usd is not None:
+        table["cost_usd"] = table["cost_s"] / 3600.0 * table[price_col].astype(float)
+        cents_step = max(1.0, request.budget_usd * 100 / 400)
+        cap_b = int(math.floor(request.budget_usd * 100 / cents_step))
+        cents = np.ceil(table["cost_usd"].to_numpy() * 100 / cents_step - 1e-9).astype(np.int64)
+        idx = knapsack_2d(units, cents, table["value"].to_numpy(), cap, cap_b)
+        notes.append(
+            f"two budgets: time in {step:g} s units, money in {cents_step:g}-cent units (rounded up)"
+        )
+    else:
+        idx = knapsack(units, table["value"].to_numpy(), cap)
+    chosen = table.iloc[idx]
+    notes += [
+        "0/1 knapsack: each candidate run at most once; dp[t] = best value within t time units",
+        f"cost = time per epoch x {request.epochs} epochs, rounded up to {step:g} s: plans never overrun",
+        f"complexity O(N x B) with N={len(table)}, B={cap}",
+    ]
+    return Plan(
+        request,
+        table,
+        chosen,
+        float(chosen["value"].sum()),
+        float(chosen["cost_s"].sum()),
+        float(chosen["cost_usd"].sum()) if "cost_usd" in chosen else None,
+        notes,
+    )
+
+
+def a100_candidates() -> pd.DataFrame:
+    """The A100 project's runs_agg.csv as planner candidates (measured s/epoch, accuracy, throughput)."""
+    from chronos_core.data import registry
+
+    agg = registry.read("a100-runs-agg")
+    return pd.DataFrame(
+        {
+            "depth": agg["depth"],
+            "base_filters": agg["base_filters"],
+            "batch_size": agg["batch_size"],
+            "params": agg["params"],
+            "acc": agg["acc_mean"],
+            "thr": agg["thr_mean"],
+            "epoch_time_s": agg["avg_time_mean"],
+        }
+    )
