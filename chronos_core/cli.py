@@ -116,8 +116,78 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_cmd_features)
 
 
-# Each issue's verbs register themselves here: (name, adder).
-SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [_add_devices, _add_data, _add_features]
+def _parse_bool(text: str) -> bool:
+    value = str(text).strip().lower()
+    if value in ("true", "1", "yes"):
+        return True
+    if value in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected True or False, got {text!r}")
+
+
+def _cmd_plan(args: argparse.Namespace) -> int:
+    from chronos_core import planner
+
+    request = planner.PlanRequest(
+        budget_sec=args.budget_sec,
+        epochs=args.epochs,
+        value=args.value,
+        min_acc=args.min_acc,
+        time_source=args.time_source,
+        budget_usd=args.budget_usd,
+        use_upper_bound=args.upper_bound,
+    )
+    candidates = planner.candidates_for(request, args.candidates)
+    plan = planner.plan_runs(candidates, request)
+    if args.json:
+        print(plan.chosen.to_json(orient="records", indent=2))
+    else:
+        print(plan.explain())
+    return 0
+
+
+def _add_plan(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("plan", help="choose runs under a time (and dollar) budget: exact 0/1 knapsack")
+    p.add_argument("--budget-sec", type=float, required=True, help="time budget in seconds")
+    p.add_argument("--budget-usd", type=float, default=None, help="optional dollar budget")
+    p.add_argument("--epochs", type=int, default=50, help="epochs per candidate run")
+    p.add_argument("--min-acc", type=float, default=None, help="drop candidates below this accuracy")
+    p.add_argument("--value", default="acc", help="what to maximise: acc or thr")
+    p.add_argument("--time-source", default="measured", help="measured or predicted time per epoch")
+    p.add_argument("--upper-bound", action="store_true", help="plan with the p80 upper time, not the point")
+    p.add_argument("--candidates", default=None, help="CSV of candidates (default: the A100 project's runs)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=_cmd_plan)
+
+
+def _cmd_reproduce(args: argparse.Namespace) -> int:
+    from chronos_core.reproduce import reproduce
+
+    for name, seconds in reproduce(reuse=args.reuse, selection=args.notebooks):
+        print(f"{name}: ok in {seconds:.1f} s", flush=True)
+    return 0
+
+
+def _add_reproduce(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("reproduce", help="execute notebooks 01..07 headless with papermill")
+    p.add_argument(
+        "--reuse",
+        type=_parse_bool,
+        default=True,
+        help="True: load committed results (default); False: measure again on this machine",
+    )
+    p.add_argument("notebooks", nargs="*", help="only these (prefix like 03 or full stem)")
+    p.set_defaults(func=_cmd_reproduce)
+
+
+# Verbs, in the order `chronos --help` lists them; each issue's package adds its own adder here.
+SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
+    _add_devices,
+    _add_data,
+    _add_features,
+    _add_plan,
+    _add_reproduce,
+]
 
 
 def build_parser() -> argparse.ArgumentParser:

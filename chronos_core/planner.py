@@ -210,3 +210,21 @@ def a100_candidates() -> pd.DataFrame:
             "epoch_time_s": agg["avg_time_mean"],
         }
     )
+
+
+def candidates_for(request: PlanRequest, path: str | None = None) -> pd.DataFrame:
+    """Candidates from a CSV (columns epoch_time_s, acc/thr, optional epoch_time_s_hi, price_per_hr) or
+    the A100 project's table; with time_source='predicted', epoch times come from the time model."""
+    if path is None:
+        table = a100_candidates()
+    else:
+        try:
+            table = pd.read_csv(path)
+        except (OSError, pd.errors.ParserError) as exc:
+            raise ChronosError(f"Cannot read candidates {path!r}: {exc}") from None
+    if request.time_source == "predicted":
+        from chronos_core.predict.ann_logspace import predict_a100_epoch_time
+
+        table = table.assign(measured_epoch_time_s=table.get("epoch_time_s"))
+        table["epoch_time_s"], table["epoch_time_s_hi"] = predict_a100_epoch_time(table)
+    return table
