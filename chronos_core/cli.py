@@ -55,6 +55,9 @@ def _cmd_data(args: argparse.Namespace) -> int:
             print(f"{name}: {registry.fetch(name, force=args.force)}")
         return 0
     if args.data_verb == "show":
+        if registry.get_source(args.name).kind == "report":
+            print(registry.read_text(args.name))
+            return 0
         frame = registry.read(args.name)
         print(f"{args.name}: {len(frame)} rows from {registry.path(args.name)}")
         print(frame.head(args.rows).to_string())

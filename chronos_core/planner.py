@@ -228,3 +228,38 @@ def candidates_for(request: PlanRequest, path: str | None = None) -> pd.DataFram
         table = table.assign(measured_epoch_time_s=table.get("epoch_time_s"))
         table["epoch_time_s"], table["epoch_time_s_hi"] = predict_a100_epoch_time(table)
     return table
+
+
+def parse_published_plan(text: str) -> dict:
+    """The A100 project's dp_plan_*.txt: chosen rows and totals, to compare with our plan."""
+    lines = text.splitlines()
+    totals = {}
+    for line in lines:
+        if line.startswith("Total time used:"):
+            totals["total_cost_s"] = float(line.split(":")[1].split()[0])
+        elif line.startswith("Total value:"):
+            totals["total_value"] = float(line.split(":")[1])
+        elif line.startswith("Candidates available:"):
+            totals["candidates"] = int(line.split(":")[1])
+    rows = []
+    if "Chosen list:" in lines:
+        start = lines.index("Chosen list:") + 2
+        for line in lines[start:]:
+            parts = line.split()
+            if len(parts) != 9:
+                break
+            depth, filters, batch, params, acc, thr, tpe, epochs, cost = parts
+            rows.append(
+                {
+                    "depth": int(depth),
+                    "base_filters": int(filters),
+                    "batch_size": int(batch),
+                    "params": int(params),
+                    "acc": float(acc),
+                    "thr": float(thr),
+                    "epoch_time_s": float(tpe),
+                    "epochs": int(epochs),
+                    "cost_s": float(cost),
+                }
+            )
+    return {**totals, "chosen": pd.DataFrame(rows)}

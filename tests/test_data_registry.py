@@ -20,12 +20,12 @@ def test_every_manifest_table_is_registered_with_a_pinned_url():
         "a100_agg",
         "gpu_specs",
     } <= kinds
-    assert len(registry.SOURCES) == 18
+    assert len(registry.SOURCES) == 22
     for src in registry.SOURCES.values():
         assert len(src.commit) == 40 and src.commit in src.url
         assert src.url.startswith("https://raw.githubusercontent.com/")
         assert " " not in src.url  # "Probe Batch Convergence" is percent-encoded
-        assert src.required_columns and src.description
+        assert src.description and (src.required_columns or src.kind == "report")
 
 
 def test_unknown_source_names_the_value_and_the_known_ones():
@@ -34,7 +34,10 @@ def test_unknown_source_names_the_value_and_the_known_ones():
 
 
 def test_every_source_reads_from_the_mirror_with_its_schema(mirror):
-    for name in registry.SOURCES:
+    for name, src in registry.SOURCES.items():
+        if src.kind == "report":
+            assert "DP TIME-BUDGET" in registry.read_text(name) or registry.read_text(name).strip()
+            continue
         frame = registry.read(name)
         assert len(frame) > 0, name
         assert str(registry.path(name)).startswith(str(mirror))

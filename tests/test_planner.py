@@ -91,3 +91,12 @@ def test_a100_plan_beats_the_published_one(mirror):
     plan = plan_runs(a100_candidates(), PlanRequest(budget_sec=3600, epochs=50, min_acc=0.6))
     assert len(plan.candidates) == 67  # the same candidate count their report prints
     assert plan.total_cost_s <= 3600 and plan.total_value > 0.6108 * 10
+
+
+def test_parse_published_plan(mirror):
+    from chronos_core.data import registry
+    from chronos_core.planner import parse_published_plan
+
+    theirs = parse_published_plan(registry.read_text("a100-dp-plan-measured-3600s-epochs50-acc"))
+    assert theirs["candidates"] == 67 and theirs["total_cost_s"] == 80
+    assert len(theirs["chosen"]) == 1 and theirs["chosen"].iloc[0]["depth"] == 5

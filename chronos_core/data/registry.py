@@ -59,7 +59,7 @@ class Source:
     commit: str
     repo_path: str  # path inside the upstream repository
     mirror_path: str  # path inside the mirror directory
-    kind: str  # epoch_time | convergence | probe_batch | eval_records | a100_runs | a100_agg | gpu_specs
+    kind: str  # epoch_time, convergence, probe_batch, eval_records, a100_runs, a100_agg, gpu_specs, report
     required_columns: tuple[str, ...]
     description: str
 
@@ -106,7 +106,8 @@ def _cape_eval(family: str) -> Source:
 
 
 def _a100(rel: str, kind: str, cols: tuple[str, ...], what: str) -> Source:
-    name = "a100-" + rel.replace("_", "-").removesuffix(".csv")
+    stem = rel.removeprefix("results_v3/").removesuffix(".csv").removesuffix(".txt")
+    name = "a100-" + stem.replace("_", "-")
     return Source(name, *A100_REPO, rel, f"a100_cifar10_cnn/{rel}", kind, cols, what)
 
 
@@ -192,6 +193,22 @@ SOURCES: dict[str, Source] = {
             ),
             "the same runs aggregated over repeats (143 configs)",
         ),
+        _a100(
+            "results_v3/dp_plan_measured_3600s_epochs50_acc.txt",
+            "report",
+            (),
+            "their DP plan: 3600 s budget, 50 epochs, min_acc 0.6, measured time",
+        ),
+        _a100(
+            "results_v3/dp_plan_pred_3600s_epochs50_acc.txt",
+            "report",
+            (),
+            "their DP plan: 3600 s budget, 50 epochs, min_acc 0.6, predicted time",
+        ),
+        _a100(
+            "results_v3/time_ann_deploy_report.txt", "report", (), "their ANN (log-space) time model report"
+        ),
+        _a100("results_v3/unseen_eval.txt", "report", (), "their unseen-config evaluation report"),
         Source(
             "prenet-gpus",
             *PRENET_REPO,
@@ -264,6 +281,11 @@ def read(name: str) -> pd.DataFrame:
     return check_schema(name, pd.read_csv(path(name)))
 
 
+def read_text(name: str) -> str:
+    """Read a registered text report (e.g. the A100 project's DP plans) as published."""
+    return path(name).read_text(encoding="utf-8", errors="replace")
+
+
 def fetch(name: str, timeout_s: float = 30.0, force: bool = False) -> Path:
     """Download a source into the cache (atomically); returns the cached path."""
     src = get_source(name)
@@ -283,7 +305,8 @@ def fetch(name: str, timeout_s: float = 30.0, force: bool = False) -> Path:
     with tempfile.NamedTemporaryFile(dir=target.parent, delete=False, suffix=".part") as tmp:
         tmp.write(payload)
     try:
-        check_schema(name, pd.read_csv(tmp.name))
+        if src.required_columns:
+            check_schema(name, pd.read_csv(tmp.name))
     except Exception:
         os.unlink(tmp.name)
         raise
