@@ -23,4 +23,6 @@ def test_notebooks_have_a_parameters_cell_with_reuse_and_no_outputs():
         nb = nbformat.read(path, as_version=4)
         tagged = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
         assert len(tagged) == 1 and "reuse" in tagged[0].source, path.name
-        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), f"{path.name} has outputs"
+        assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
+            f"{path.name} has outputs"
+        )
