@@ -1,0 +1,217 @@
+"""Run time models over split protocols and keep the per-row predictions (resumable, one CSV per pair).
+
+`run_generalization` writes `<out_dir>/preds_<split>_<model>.csv`; with `reuse=True` it reads the
+existing files instead of fitting again, so notebooks rerun in seconds.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import pandas as pd
+
+from chronos_core.predict.splits import get_split
+from chronos_core.predict.time_models import cross_predict, make_time_model, summarize
+
+log = logging.getLogger(__name__)
+
+# Model name -> constructor kwargs used in the evaluation (smaller boosters keep 70+ folds affordable).
+EVAL_MODELS: dict[str, dict] = {
+    "hardware_aware": {"n_estimators": 200},
+    "chronos_xgb": {"n_estimators": 300},
+    "ann_logspace": {},
+}
+
+
+def run_generalization(
+    table: pd.DataFrame,
+    splits: Sequence[str],
+    models: Sequence[str],
+    out_dir: Path,
+    reuse: bool = True,
+    skip: Sequence[tuple[str, str]] = (),
+) -> pd.DataFrame:
+    """Per-row predictions of every (split, model) pair, concatenated; `skip` lists pairs not to run."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    frames = []
+    for split in splits:
+        for name in models:
+            if (split, name) in skip:
+                continue
+            path = out_dir / f"preds_{split}_{name}.csv.gz"
+            if path.exists() and reuse:
+                frame = pd.read_csv(path)
+            else:
+                kwargs = EVAL_MODELS.get(name, {})
+                log.info("running %s on %s", name, split)
+                frame = cross_predict(
+                    lambda name=name, kwargs=kwargs: make_time_model(name, **kwargs),
+                    table,
+                    get_split(split)(table),
+                    split,
+                )
+                frame.insert(0, "time_model", name)
+                frame.to_csv(path, index=False)
+            frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def summary_tables(preds: pd.DataFrame, by: str | None = None) -> pd.DataFrame:
+    """Metrics per (time model, split[, by]) and target, long format."""
+    keys = ["time_model", "split"] + ([by] if by else [])
+    parts = []
+    for key, part in preds.groupby(["time_model", "split"]):
+        table = summarize(part, by=by)
+        table.insert(0, "split", key[1])
+        table.insert(0, "time_model", key[0])
+        parts.append(table)
+    out = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+    return out.sort_values(["target", *keys]).reset_index(drop=True) if len(out) else out
+
+
+def architecture_of(device: str) -> str:
+    """Architecture generation of a catalog GPU ('' when unknown)."""
+    from chronos_core.catalog.devices import Devices
+
+    name = Devices.resolve(str(device))
+    return Devices.get(name).architecture if name else ""
+
+
+def gpu_target_table(preds: pd.DataFrame, target_mape: float = 10.0) -> pd.DataFrame:
+    """Leave-one-GPU-out compute-time errors per (time model, GPU) with the target check.
+
+    `represented`: another GPU of the same architecture generation is in training. The target
+    (compute MAPE < `target_mape`) applies to those GPUs only.
+    """
+    part = preds[preds["split"] == "unseen_gpu"]
+    table = summarize(part.assign(_k=part["time_model"] + "|" + part["device"]), by="_k")
+    table = table[table["target"] == "compute_ms"].copy()
+    table[["time_model", "device"]] = table.pop("_k").str.split("|", expand=True)
+    devices = sorted(preds["device"].astype(str).unique())
+    arch = {d: architecture_of(d) for d in devices}
+    table["architecture"] = table["device"].map(arch)
+    table["represented"] = table["device"].map(lambda d: any(arch[o] == arch[d] and o != d for o in devices))
+    table["target_met"] = table["represented"] & (table["mape"] < target_mape)
+    cols = [
+        "time_model",
+        "device",
+        "architecture",
+        "represented",
+        "n",
+        "mape",
+        "median_ape",
+        "p90_ape",
+        "target_met",
+    ]
+    return table[cols].sort_values(["time_model", "device"]).reset_index(drop=True)
+
+
+def worst_rows(preds: pd.DataFrame, split: str, time_model: str, n: int = 10) -> pd.DataFrame:
+    """The test rows with the largest compute-time APE for one split and model."""
+    part = preds[(preds["split"] == split) & (preds["time_model"] == time_model)].copy()
+    part["compute_ape"] = 100 * (part["pred_compute_ms"] - part["compute_ms"]).abs() / part["compute_ms"]
+    cols = [c for c in ("fold", "device", "model", "dataset", "batch_size", "amp", "optimizer") if c in part]
+    cols += ["compute_ms", "pred_compute_ms", "compute_ape"]
+    return part.nlargest(n, "compute_ape")[cols].reset_index(drop=True)
+
+
+def repeat_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
+    """Per device: MAPE of predicting each row's compute time by the mean of its other repeats.
+
+    The repeats (same config, different learning rate) differ only by measurement noise, so no
+    model can beat this on single rows by much; it is the noise floor of the targets.
+    """
+    from chronos_core.predict.splits import config_groups
+
+    groups = config_groups(table)
+    g = table.groupby(groups)["compute_ms"]
+    n = g.transform("size")
+    other_mean = (g.transform("sum") - table["compute_ms"]) / (n - 1)
+    ape = 100 * (other_mean - table["compute_ms"]).abs() / table["compute_ms"]
+    frame = pd.DataFrame({"device": table["device"], "ape": ape})[n > 1]
+    return frame.groupby("device")["ape"].agg(mape="mean", median_ape="median").reset_index()
+
+
+def canonical_model(name: str) -> str:
+    """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
+    from chronos_core.catalog.models import Models
+
+    return Models.resolve(str(name)) or str(name)
+
+
+def own_model_folds(table: pd.DataFrame, test_mask: pd.Series | list[bool]):
+    """Leave-one-model-out over the rows in `test_mask` (our own measurements), training on every other row.
+
+    Models are matched by catalog name, so a CHRONOS 'resnet50' row never trains a fold that tests
+    our 'ResNet50'.
+    """
+    import numpy as np
+
+    from chronos_core.predict.splits import Fold
+
+    mask = np.asarray(test_mask, dtype=bool)
+    names = table["model"].map(canonical_model).to_numpy()
+    for name in sorted(set(names[mask])):
+        test = mask & (names == name)
+        yield Fold(np.flatnonzero(names != name), np.flatnonzero(test), name)
+
+
+def run_own_unseen_model(
+    public: pd.DataFrame, own: pd.DataFrame, models: Sequence[str], out_dir: Path, reuse: bool = True
+) -> pd.DataFrame:
+    """Our own rows scored leave-one-model-out, models trained on public rows plus the other own rows."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    table = pd.concat([public, own], ignore_index=True)
+    mask = pd.Series([False] * len(public) + [True] * len(own))
+    frames = []
+    for name in models:
+        path = out_dir / f"preds_own_unseen_model_{name}.csv.gz"
+        if path.exists() and reuse:
+            frames.append(pd.read_csv(path))
+            continue
+        kwargs = EVAL_MODELS.get(name, {})
+        frame = cross_predict(
+            lambda name=name, kwargs=kwargs: make_time_model(name, **kwargs),
+            table,
+            own_model_folds(table, mask),
+            "own_unseen_model",
+        )
+        frame.insert(0, "time_model", name)
+        frame.to_csv(path, index=False)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def a100_protocols(
+    a100: pd.DataFrame, models: Sequence[str], n_folds: int = 5, seed: int = 0
+) -> pd.DataFrame:
+    """Our models on the A100 project's table: K-fold CV and their five unseen configs held out (s/epoch)."""
+    from chronos_core.predict.metrics import regression_metrics
+    from chronos_core.predict.splits import a100_unseen_split, unseen_config
+
+    steps = a100["steps_per_epoch"].astype(float).to_numpy()
+    measured = a100["batch_time_ms"].astype(float).to_numpy() * steps / 1000.0
+    rows = []
+    for name in models:
+        kwargs = EVAL_MODELS.get(name, {})
+        for protocol, folds in (
+            (f"{n_folds}-fold CV", unseen_config(a100, n_folds=n_folds, seed=seed)),
+            ("unseen 5, held out (no leak)", a100_unseen_split(a100)),
+        ):
+            preds = cross_predict(
+                lambda name=name, kwargs=kwargs: make_time_model(name, **kwargs), a100, folds
+            )
+            row = preds["row"].to_numpy()
+            m = regression_metrics(
+                measured[row], preds["pred_batch_time_ms"].to_numpy() * steps[row] / 1000.0
+            )
+            rows.append(
+                {
+                    "time_model": name,
+                    "protocol": protocol,
+                    **{k: m[k] for k in ("n", "mae", "rmse", "r2", "mape")},
+                }
+            )
+    return pd.DataFrame(rows)

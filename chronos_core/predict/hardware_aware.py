@@ -1,0 +1,254 @@
+"""Our time model: physics first, learned efficiency and overhead, intervals calibrated on unseen GPUs.
+
+compute_ms = roofline time x exp(learned log-inefficiency). The roofline time is FLOPs / peak of
+the precision in use and bytes / memory bandwidth (`physics.py`); what is learned (gradient
+boosting in log space) reads only unit-free or physical features that mean the same on any GPU:
+log roofline times, arithmetic intensity over the GPU's ridge point, work per layer per SM,
+kernel-count proxy, batch size, AMP, layer mix, architecture generation. A second booster on the
+same features, monotone in the roofline times, predicts log compute time directly; the two are
+averaged in log space (the first extrapolates better to unseen GPUs, the second to unseen models).
+Loader wait depends on the host, not the GPU: it has its own model. 80% intervals for the batch
+time come from split-conformal quantiles of log-residuals predicted out of fold, with folds that
+leave whole GPUs out, so they are calibrated for the unseen-GPU case.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from chronos_core.errors import ChronosError
+from chronos_core.predict.physics import PHYSICS_FEATURES, physics_arrays
+from chronos_core.predict.splits import config_groups
+
+log = logging.getLogger(__name__)
+
+LOADER_FEATURES = (
+    "log_batch",
+    "log_input_elems",
+    "log_dataset_size",
+    "log_params",
+    "log_flops_per_sample",
+    "amp",
+    "log_bandwidth_gbs",
+    "log_peak_tflops",
+    "compute_capability",
+    "is_cpu",
+    "family_CNN",
+    "family_MLP",
+    "family_Transformer",
+    "family_RNN",
+)
+LOADER_FLOOR_MS = 0.05  # added before taking logs: loader waits of ~0 ms are common
+
+
+def _shape_elems(text: object) -> float:
+    if not isinstance(text, str):
+        return np.nan
+    parts = [p for p in text.strip("()[] ").replace(" ", "").split(",") if p]
+    try:
+        return float(np.prod([float(p) for p in parts])) if parts else np.nan
+    except ValueError:
+        return np.nan
+
+
+def input_elems(table: pd.DataFrame) -> np.ndarray:
+    """Elements per input sample from `input_shape` ('(3, 32, 32)') or `seq_len`."""
+    if "input_shape" in table:
+        shapes = table["input_shape"].to_numpy(dtype=object)
+        lookup = {v: _shape_elems(v) for v in set(shapes) if isinstance(v, str)}
+        out = np.array([lookup.get(v, np.nan) if isinstance(v, str) else np.nan for v in shapes], dtype=float)
+    else:
+        out = np.full(len(table), np.nan)
+    if "seq_len" in table:
+        seq = pd.to_numeric(table["seq_len"], errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+        out = np.where(np.isnan(out), seq, out)
+    return out
+
+
+def model_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Physics features plus the host-side loader features of every row, as arrays."""
+    out = physics_arrays(table)
+    batch = 2.0 ** out["log_batch"]
+    size = table["dataset_size"] if "dataset_size" in table else pd.Series(np.nan, index=table.index)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        extra = {
+            "log_input_elems": np.log10(input_elems(table)),
+            "log_dataset_size": np.log10(
+                pd.to_numeric(size, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
+            ),
+            "log_flops_per_sample": np.log10(out["flops_per_batch"] / batch),
+        }
+    out.update({k: np.where(np.isfinite(v), v, np.nan) for k, v in extra.items()})
+    return out
+
+
+def model_frame(table: pd.DataFrame) -> pd.DataFrame:
+    """Physics features plus the host-side loader features of every row."""
+    return pd.DataFrame(model_arrays(table), index=table.index)
+
+
+def _matrix(arrays: dict[str, np.ndarray] | pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
+    return np.column_stack([np.asarray(arrays[n], dtype=np.float32) for n in names])
+
+
+def _booster(params: dict, monotone: tuple[int, ...] | None = None) -> xgb.XGBRegressor:
+    return xgb.XGBRegressor(tree_method="hist", monotone_constraints=monotone, **params)
+
+
+def _conformal_quantiles(residuals: np.ndarray, coverage: float) -> tuple[float, float]:
+    """Lower/upper residual quantiles with the split-conformal finite-sample correction."""
+    res = residuals[np.isfinite(residuals)]
+    if len(res) < 10:
+        return (np.log(0.5), np.log(2.0))
+    alpha = 1.0 - coverage
+    n = len(res)
+    lo = np.quantile(res, max(0.0, np.floor((n + 1) * alpha / 2) / n))
+    hi = np.quantile(res, min(1.0, np.ceil((n + 1) * (1 - alpha / 2)) / n))
+    return float(lo), float(hi)
+
+
+class HardwareAwareTimeModel:
+    """Roofline-normalized, hardware-aware iteration-time model (compute + loader, 80% intervals).
+
+    Hyperparameters: boosting size/depth/rate, `blend` (weight of the roofline-offset booster in
+    the log-space average; the rest goes to the monotone direct booster), `coverage` of the
+    intervals, `calibration_folds` (inner folds over GPUs for the conformal residuals; 0 skips).
+    """
+
+    def __init__(
+        self,
+        n_estimators: int = 300,
+        max_depth: int = 4,
+        learning_rate: float = 0.05,
+        blend: float = 0.5,
+        coverage: float = 0.8,
+        calibration_folds: int = 4,
+        random_state: int = 0,
+        n_jobs: int = 1,
+    ):
+        self.n_estimators = n_estimators
+        self.max_depth = max_depth
+        self.learning_rate = learning_rate
+        self.blend = blend
+        self.coverage = coverage
+        self.calibration_folds = calibration_folds
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    # ------------------------------------------------------------------ fitting
+    def _params(self) -> dict:
+        return dict(
+            n_estimators=self.n_estimators,
+            max_depth=self.max_depth,
+            learning_rate=self.learning_rate,
+            subsample=0.8,
+            colsample_bytree=0.8,
+            min_child_weight=5,
+            random_state=self.random_state,
+            n_jobs=self.n_jobs,
+        )
+
+    def _fit_parts(self, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray) -> dict:
+        feats = list(PHYSICS_FEATURES)
+        X = frame[feats].to_numpy(dtype=np.float32)
+        parts: dict = {}
+        ok = np.isfinite(compute) & (compute > 0) & np.isfinite(frame["log_t_roof_ms"].to_numpy())
+        if ok.sum() < 5:
+            raise ChronosError(
+                f"HardwareAwareTimeModel needs >= 5 rows with compute_ms > 0, got {int(ok.sum())}"
+            )
+        y = np.log(compute[ok])
+        offset = frame["log_t_roof_ms"].to_numpy()[ok]
+        parts["eff"] = _booster(self._params()).fit(X[ok], y - offset)
+        mono = tuple(1 if f in ("log_t_flop_ms", "log_t_mem_ms", "log_t_roof_ms") else 0 for f in feats)
+        parts["direct"] = _booster(self._params(), mono).fit(X[ok], y)
+        okl = np.isfinite(loader) & (loader >= 0)
+        if okl.sum() >= 5:
+            XL = frame[list(LOADER_FEATURES)].to_numpy(dtype=np.float32)
+            parts["loader"] = _booster(self._params()).fit(XL[okl], np.log(loader[okl] + LOADER_FLOOR_MS))
+        return parts
+
+    def _predict_parts(self, parts: dict, frame: dict | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        X = _matrix(frame, PHYSICS_FEATURES)
+        offset = np.asarray(frame["log_t_roof_ms"], dtype=float)
+        log_eff = parts["eff"].get_booster().inplace_predict(X) + offset
+        log_direct = parts["direct"].get_booster().inplace_predict(X)
+        log_c = self.blend * log_eff + (1 - self.blend) * log_direct
+        compute = np.exp(log_c)
+        compute[~np.isfinite(offset)] = np.nan
+        if "loader" in parts:
+            XL = _matrix(frame, LOADER_FEATURES)
+            loader = np.maximum(
+                np.exp(parts["loader"].get_booster().inplace_predict(XL)) - LOADER_FLOOR_MS, 0.0
+            )
+        else:
+            loader = np.zeros(len(offset))
+        return compute, loader
+
+    def fit(self, table: pd.DataFrame) -> HardwareAwareTimeModel:
+        """Fit on canonical time rows with `compute_ms` (and `loader_wait_ms` where measured)."""
+        if "compute_ms" not in table:
+            raise ChronosError("HardwareAwareTimeModel.fit needs a compute_ms column (canonical time table)")
+        frame = model_frame(table)
+        compute = pd.to_numeric(table["compute_ms"], errors="coerce").to_numpy(dtype=float)
+        loader_col = (
+            table["loader_wait_ms"] if "loader_wait_ms" in table else pd.Series(np.nan, index=table.index)
+        )
+        loader = pd.to_numeric(loader_col, errors="coerce").to_numpy(dtype=float)
+        self.parts_ = self._fit_parts(frame, compute, loader)
+        self.n_train_ = int(np.isfinite(compute).sum())
+        self.log_residual_q_ = self._calibrate(table, frame, compute, loader)
+        return self
+
+    def _calibrate(
+        self, table: pd.DataFrame, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray
+    ) -> tuple[float, float]:
+        """Out-of-fold log-residuals of batch time, folds leaving whole GPUs (else configs) out."""
+        if self.calibration_folds < 2:
+            return (np.log(0.5), np.log(2.0))
+        devices = table["device"].astype(str).to_numpy() if "device" in table else None
+        if devices is not None and len(set(devices)) >= 3:
+            uniq = np.array(sorted(set(devices)))
+            rng = np.random.default_rng(self.random_state)
+            fold_of = dict(
+                zip(rng.permutation(uniq), np.arange(len(uniq)) % self.calibration_folds, strict=True)
+            )
+            folds = np.array([fold_of[d] for d in devices])
+        else:
+            groups = config_groups(table, with_device=False)
+            folds = groups % self.calibration_folds
+        batch = compute + np.nan_to_num(loader, nan=0.0)
+        res = np.full(len(table), np.nan)
+        for k in np.unique(folds):
+            test = folds == k
+            try:
+                parts = self._fit_parts(frame[~test], compute[~test], loader[~test])
+            except ChronosError:
+                continue
+            c, ld = self._predict_parts(parts, frame[test])
+            res[test] = np.log(batch[test]) - np.log(c + ld)
+        self.calibration_residuals_ = res
+        return _conformal_quantiles(res, self.coverage)
+
+    # ------------------------------------------------------------------ predicting
+    def predict(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Predicted compute, loader and batch time (ms) with the interval, indexed like `table`."""
+        if not hasattr(self, "parts_"):
+            raise ChronosError("HardwareAwareTimeModel is not fitted; call fit(table) first")
+        compute, loader = self._predict_parts(self.parts_, model_arrays(table))
+        batch = compute + loader
+        lo, hi = self.log_residual_q_
+        return pd.DataFrame(
+            {
+                "pred_batch_time_ms": batch,
+                "pred_compute_ms": compute,
+                "pred_loader_ms": loader,
+                "pred_batch_time_ms_lo": batch * np.exp(lo),
+                "pred_batch_time_ms_hi": batch * np.exp(hi),
+            },
+            index=table.index,
+        )

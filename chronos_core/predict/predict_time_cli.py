@@ -1,0 +1,135 @@
+"""`chronos predict-time --input IN.csv --output OUT.csv`: batch prediction of iteration time.
+
+IN rows are in a registered public schema without measured columns: the canonical time schema
+(`chronos_core.data.schema.TIME_COLUMNS`) or the CHRONOS epoch-time columns (config, analytic
+features, TechPowerUp-style GPU spec columns such as 'SM', 'FP32', 'GPU Memory Bandwidth (GB/s)').
+OUT repeats every input row and adds pred_batch_time_ms, pred_compute_ms, pred_loader_ms,
+pred_batch_time_ms_lo, pred_batch_time_ms_hi (80% interval) and `error` (empty when predicted).
+A GPU missing from the catalog is fine when its spec columns are given.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.errors import ChronosError
+from chronos_core.predict.columns import PRED_COLUMNS
+
+log = logging.getLogger(__name__)
+
+_TECHPOWERUP = ("SM", "FP32", "GPU Memory Bandwidth (GB/s)", "Boost Clock (MHz)", "TC")
+_MEASURED = ("avg_batch_time_ms", "avg_compute_ms", "avg_loader_ms", "compute_ms", "loader_wait_ms")
+
+
+def _guess_source(frame: pd.DataFrame) -> str:
+    cols = set(frame.columns)
+    if cols & {"flops_fwd_per_token", "d_model", "n_heads"}:
+        return "chronos-time-transformer"
+    if cols & {"token_mlp_dim", "channel_mlp_dim", "avg_loader_ms"}:
+        return "chronos-time-mlp"
+    return "chronos-time-cnn"
+
+
+def to_canonical(frame: pd.DataFrame) -> pd.DataFrame:
+    """Input rows (canonical or CHRONOS epoch-time schema) -> canonical time rows, same order and length."""
+    if not any(c in frame.columns for c in _TECHPOWERUP):
+        return frame.reset_index(drop=True)
+    from chronos_core.data.adapters import adapt_chronos_time
+
+    raw = frame.drop(columns=[c for c in _MEASURED if c in frame.columns]).copy()
+    raw["avg_batch_time_ms"] = np.nan
+    for col, default in (("precision", 32), ("amp_enabled", False), ("gpu_name", "")):
+        if col not in raw and not (col == "amp_enabled" and "amp" in raw):
+            raw[col] = default
+    raw["precision"] = pd.to_numeric(raw["precision"], errors="coerce").fillna(32)
+    try:
+        out = adapt_chronos_time(raw, _guess_source(raw))
+    except (KeyError, ValueError, TypeError) as exc:
+        raise ChronosError(f"Input rows are not in the CHRONOS epoch-time schema: {exc}") from None
+    if "family" in frame:
+        out["family"] = frame["family"].to_numpy()
+    return out
+
+
+def row_errors(canonical: pd.DataFrame) -> pd.Series:
+    """Why each row cannot be predicted ('' when it can)."""
+    from chronos_core.predict.physics import _col, flops_per_batch, physics_frame
+
+    errors = pd.Series("", index=canonical.index, dtype=object)
+    batch = _col(canonical, "batch_size")
+    errors[~(batch > 0)] = "batch_size missing or not positive"
+    flops = flops_per_batch(canonical)
+    errors[(errors == "") & ~(flops > 0)] = (
+        "no FLOPs column (flops_train_per_batch, flops_train_per_sample or flops_fwd_per_sample)"
+    )
+    phys = physics_frame(canonical)
+    no_bandwidth = ~np.isfinite(phys["log_t_mem_ms"]) & (phys["is_cpu"] != 1)  # CPUs: bandwidth unknown
+    bad_dev = ~np.isfinite(phys["peak_tflops"]) | no_bandwidth
+    errors[(errors == "") & bad_dev] = (
+        "GPU not in the catalog and its spec columns (gpu_fp32_tflops, gpu_mem_bandwidth_gbs) are missing"
+    )
+    return errors
+
+
+def predict_rows(frame: pd.DataFrame, model: object | None = None) -> pd.DataFrame:
+    """The input rows with prediction columns and `error` appended (unpredictable rows get NaN)."""
+    from chronos_core.predict.time_models import default_model
+
+    canonical = to_canonical(frame)
+    errors = row_errors(canonical)
+    preds = pd.DataFrame(np.nan, index=canonical.index, columns=list(PRED_COLUMNS))
+    ok = (errors == "").to_numpy()
+    if ok.any():
+        model = model or default_model()
+        got = model.predict(canonical[ok])
+        preds.loc[ok, list(PRED_COLUMNS)] = got[list(PRED_COLUMNS)].to_numpy()
+        failed = ok & ~np.isfinite(preds["pred_batch_time_ms"].to_numpy())
+        errors[failed] = "model returned no prediction (features out of range)"
+        preds.loc[failed, :] = np.nan
+    out = frame.reset_index(drop=True).copy()
+    for c in PRED_COLUMNS:
+        out[c] = preds[c].to_numpy()
+    out["error"] = errors.to_numpy()
+    return out
+
+
+def _cmd_predict_time(args: argparse.Namespace) -> int:
+    path = Path(args.input)
+    if not path.is_file():
+        raise ChronosError(f"Input file {str(path)!r} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ChronosError(f"Cannot read {str(path)!r} as CSV: {exc}") from None
+    model = None
+    if args.refit:
+        from chronos_core.predict.time_models import default_model
+
+        model = default_model(refit=True)
+    out = predict_rows(frame, model)
+    out.to_csv(args.output, index=False)
+    failed = int((out["error"] != "").sum())
+    log.info("wrote %d rows to %s (%d without prediction)", len(out), args.output, failed)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the `predict-time` verb."""
+    p = sub.add_parser(
+        "predict-time",
+        help="predict iteration time (compute + loader, 80%% interval) for rows of a CSV",
+        description=__doc__.split("\n\n")[1] if __doc__ else None,
+    )
+    p.add_argument(
+        "--input", required=True, help="CSV of configurations (canonical or CHRONOS epoch-time columns)"
+    )
+    p.add_argument(
+        "--output", required=True, help="CSV to write: the input rows plus pred_* and error columns"
+    )
+    p.add_argument("--refit", action="store_true", help="fit the model again instead of using the cached fit")
+    p.set_defaults(func=_cmd_predict_time)

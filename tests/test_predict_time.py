@@ -1,0 +1,327 @@
+"""Time models, splits, metrics and the predict-time verb (small synthetic tables; mirror where noted)."""
+
+from __future__ import annotations
+
+import argparse
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chronos_core.errors import ChronosError
+from chronos_core.predict import metrics, physics, splits
+from chronos_core.predict.columns import PRED_COLUMNS
+from chronos_core.predict.gbm_baseline import ChronosXGBBaseline
+from chronos_core.predict.hardware_aware import HardwareAwareTimeModel
+from chronos_core.predict.predict_time_cli import add_parsers, predict_rows
+
+GPUS = {
+    "A100-PCIe-80GB": (108, 1410, 80, 1935, 19.5, 78.0, 432),
+    "A40": (84, 1740, 48, 696, 37.4, 37.4, 336),
+    "T4": (40, 1590, 16, 320, 8.1, 65.0, 320),
+    "V100-SXM2-16GB": (80, 1530, 16, 900, 15.7, 31.4, 640),
+    "L40S": (142, 2520, 48, 864, 91.6, 91.6, 568),
+    "P100-PCIe-16GB": (56, 1329, 16, 732, 9.5, 19.0, 0),
+}
+
+
+def synthetic_table(seed: int = 0, lrs: int = 2) -> pd.DataFrame:
+    """Rows that follow a roofline law plus a fixed overhead, with learning-rate repeats and noise."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    models = {
+        "netA": ("CNN", 2e8, 20),
+        "netB": ("MLP", 6e8, 8),
+        "netC": ("CNN", 1e9, 40),
+        "netD": ("MLP", 2e9, 12),
+    }
+    for gpu, (sm, clock, mem, bw, fp32, fp16, tc) in GPUS.items():
+        for model, (family, flops, depth) in models.items():
+            for batch in (16, 64, 256):
+                for amp in (False, True):
+                    for lr in range(lrs):
+                        row = dict(
+                            family=family,
+                            model=model,
+                            dataset="CIFAR10",
+                            dataset_size=50000,
+                            input_shape="(3, 32, 32)",
+                            batch_size=batch,
+                            precision=16 if amp else 32,
+                            amp=amp,
+                            optimizer="SGD",
+                            learning_rate=10.0 ** -(lr + 2),
+                            param_count=flops / 100,
+                            flops_train_per_sample=3 * flops,
+                            flops_train_per_batch=3 * flops * batch,
+                            param_bytes=4 * flops / 100,
+                            total_state_bytes=8 * flops / 100,
+                            optimizer_state_bytes=4 * flops / 100,
+                            act_bytes_per_sample=flops / 200,
+                            depth=depth,
+                            gpu_name=gpu,
+                            device=gpu,
+                            gpu_sm_count=sm,
+                            gpu_boost_clock_mhz=clock,
+                            gpu_memory_gb=mem,
+                            gpu_mem_bandwidth_gbs=bw,
+                            gpu_fp32_tflops=fp32,
+                            gpu_fp16_tflops=fp16,
+                            gpu_tensor_cores=tc,
+                        )
+                        rows.append(row)
+    table = pd.DataFrame(rows)
+    phys = physics.physics_frame(table)
+    overhead = 0.05 * phys["n_layers"]
+    compute = overhead + phys["t_flop_ms"] / 0.4 + phys["t_mem_ms"]
+    table["compute_ms"] = compute * np.exp(rng.normal(0, 0.03, len(table)))
+    table["loader_wait_ms"] = 0.02 * table["batch_size"] * np.exp(rng.normal(0, 0.1, len(table)))
+    table["batch_time_ms"] = table["compute_ms"] + table["loader_wait_ms"]
+    return table
+
+
+@pytest.fixture(scope="module")
+def table() -> pd.DataFrame:
+    return synthetic_table()
+
+
+@pytest.fixture(scope="module")
+def fitted(table: pd.DataFrame) -> HardwareAwareTimeModel:
+    return HardwareAwareTimeModel(n_estimators=60, calibration_folds=3, n_jobs=1).fit(table)
+
+
+# ------------------------------------------------------------------------------------------- splits
+
+
+def test_repeats_share_a_group_and_never_straddle_folds(table):
+    groups = splits.config_groups(table)
+    assert len(np.unique(groups)) == len(table) // 2  # two learning rates per config
+    for fold in splits.unseen_config(table, n_folds=3):
+        train_groups = set(splits.config_groups(table, with_device=False)[fold.train_idx])
+        test_groups = set(splits.config_groups(table, with_device=False)[fold.test_idx])
+        assert not train_groups & test_groups
+    fold = next(splits.random_split(table, test_frac=0.25))
+    assert not set(groups[fold.train_idx]) & set(groups[fold.test_idx])
+
+
+def test_leave_one_out_splits_hold_out_whole_gpus_and_models(table):
+    folds = list(splits.leave_one_gpu_out(table))
+    assert [f.name for f in folds] == sorted(GPUS)
+    for f in folds:
+        assert set(table.device.iloc[f.test_idx]) == {f.name}
+        assert f.name not in set(table.device.iloc[f.train_idx])
+    both = list(splits.unseen_gpu_and_model(table))
+    assert len(both) == len(GPUS) * 4
+    f = both[0]
+    gpu, model = f.name.split(" x ")
+    train = table.iloc[f.train_idx]
+    assert gpu not in set(train.device) and model not in set(train.model)
+    with pytest.raises(ChronosError, match="Unknown split"):
+        splits.get_split("nope")
+
+
+# ------------------------------------------------------------------------------------------- metrics
+
+
+def test_regression_metrics_values():
+    m = metrics.regression_metrics([100, 200], [110, 180], lo=[90, 190], hi=[120, 210])
+    assert m["mae"] == pytest.approx(15.0)
+    assert m["mape"] == pytest.approx(10.0)
+    assert m["coverage"] == pytest.approx(1.0)
+    m = metrics.regression_metrics([100, 200, np.nan], [100, 300, 5], lo=[101, 0, 0], hi=[200, 400, 9])
+    assert m["n"] == 2 and m["coverage"] == pytest.approx(0.5)
+    assert m["median_ape"] == pytest.approx(25.0)
+
+
+# ------------------------------------------------------------------------------------------- physics
+
+
+def test_physics_uses_tensor_peak_for_amp_and_tf32_for_ampere_convs(table):
+    phys = physics.physics_frame(table)
+    a100 = table.device == "A100-PCIe-80GB"
+    amp_peak = phys.loc[a100 & table.amp, "peak_tflops"].iloc[0]
+    assert amp_peak == pytest.approx(312.0)
+    cnn_fp32 = phys.loc[a100 & ~table.amp & (table.family == "CNN"), "peak_tflops"].iloc[0]
+    mlp_fp32 = phys.loc[a100 & ~table.amp & (table.family == "MLP"), "peak_tflops"].iloc[0]
+    assert cnn_fp32 == pytest.approx(156.0) and mlp_fp32 == pytest.approx(19.5)
+    p100 = table.device == "P100-PCIe-16GB"
+    assert phys.loc[p100 & ~table.amp & (table.family == "CNN"), "peak_tflops"].iloc[0] == pytest.approx(9.53)
+
+
+def test_unknown_gpu_is_built_from_its_columns():
+    row = {
+        "device": "Mystery-9000",
+        "gpu_fp32_tflops": 50.0,
+        "gpu_fp16_tflops": 50.0,
+        "gpu_tensor_cores": 400,
+        "gpu_boost_clock_mhz": 2000,
+        "gpu_mem_bandwidth_gbs": 1000.0,
+        "gpu_sm_count": 100,
+    }
+    spec = physics.resolve_spec(row)
+    assert spec.name == "Mystery-9000"
+    assert spec.peak_fp16_tensor_tflops == pytest.approx(400 * 2000e6 * 256 / 1e12)
+    assert physics.resolve_spec({"gpu_name": "Tesla T4"}).name == "T4"
+
+
+# ------------------------------------------------------------------------------------------- models
+
+
+def test_hardware_aware_transfers_to_an_unseen_gpu(table):
+    fold = next(f for f in splits.leave_one_gpu_out(table) if f.name == "A40")
+    model = HardwareAwareTimeModel(n_estimators=80, calibration_folds=0, n_jobs=1).fit(
+        table.iloc[fold.train_idx]
+    )
+    test = table.iloc[fold.test_idx]
+    pred = model.predict(test)
+    assert list(pred.columns) == list(PRED_COLUMNS)
+    err = metrics.regression_metrics(test.compute_ms, pred.pred_compute_ms)
+    assert err["mape"] < 25.0  # the synthetic law is physics plus overhead: it must transfer
+
+
+def test_hardware_aware_intervals_and_sum(fitted, table):
+    pred = fitted.predict(table)
+    assert np.allclose(pred.pred_batch_time_ms, pred.pred_compute_ms + pred.pred_loader_ms)
+    assert (pred.pred_batch_time_ms_lo < pred.pred_batch_time_ms).all()
+    assert (pred.pred_batch_time_ms_hi > pred.pred_batch_time_ms).all()
+    lo, hi = fitted.log_residual_q_
+    assert lo < 0 < hi
+    with pytest.raises(ChronosError, match="not fitted"):
+        HardwareAwareTimeModel().predict(table)
+
+
+def test_gbm_baseline_ignores_leaky_columns(table):
+    base = ChronosXGBBaseline(n_estimators=30, n_jobs=1).fit(table)
+    leaky = table.assign(avg_batch_time_ms=table.batch_time_ms, examples_per_sec=1.0)
+    base2 = ChronosXGBBaseline(n_estimators=30, n_jobs=1).fit(leaky)
+    assert np.allclose(base.predict(table).pred_compute_ms, base2.predict(leaky).pred_compute_ms)
+    assert base.predict(table).pred_batch_time_ms_lo.isna().all()
+
+
+def test_layerwise_sums_per_layer_predictions():
+    from chronos_core.predict.layerwise import LayerwiseTimeModel
+
+    rng = np.random.default_rng(0)
+    rows = []
+    for kind in ("conv2d", "linear", "attention"):  # forests for conv/linear, an MLP for attention
+        for _ in range(40):
+            flops = 10 ** rng.uniform(4, 9)
+            rows.append(
+                dict(
+                    layer_type=kind,
+                    flops_fwd=flops,
+                    param_count=flops / 50,
+                    output_elems=flops / 100,
+                    batch_size=int(2 ** rng.integers(0, 7)),
+                    train_ms=3 * flops / 1e7 + 0.01,
+                )
+            )
+    model = LayerwiseTimeModel(n_estimators=20).fit(pd.DataFrame(rows))
+    inv = pd.DataFrame(
+        {
+            "layer_type": ["conv", "linear", "activation"],
+            "flops_fwd": [1e8, 1e6, 1e5],
+            "params": [1e6, 2e4, 0],
+            "output_elems": [1e6, 1e4, 1e4],
+            "batch_size": [8, 8, 8],
+        }
+    )
+    per_layer = model.predict_layers(inv)
+    assert per_layer[2] == 0.0 and per_layer[0] > per_layer[1] > 0
+    assert set(model.regressors_) == {"conv2d", "linear", "attention"}
+    attn = inv.assign(layer_type="attention")
+    assert (model.predict_layers(attn) > 0).all()
+    pred = model.predict(
+        pd.DataFrame(
+            [
+                {"model": "SimpleCNN", "dataset": "CIFAR10", "batch_size": 4},
+                {"model": "no-such-model", "dataset": "CIFAR10", "batch_size": 4},
+            ]
+        )
+    )
+    assert pred.pred_compute_ms.iloc[0] > 0 and np.isnan(pred.pred_compute_ms.iloc[1])
+
+
+# ------------------------------------------------------------------------------------------- CLI
+
+
+def test_predict_rows_keeps_rows_and_reports_errors(fitted, table):
+    rows = table.drop(columns=["compute_ms", "loader_wait_ms", "batch_time_ms"]).head(3).copy()
+    rows["device"] = rows["gpu_name"] = "Mystery-9000"  # not in the catalog: specs come from its columns
+    rows.loc[rows.index[1], "flops_train_per_batch"] = np.nan
+    rows.loc[rows.index[1], ["flops_train_per_sample"]] = np.nan
+    rows.loc[rows.index[2], "gpu_mem_bandwidth_gbs"] = np.nan
+    out = predict_rows(rows, fitted)
+    assert len(out) == 3 and list(out.columns[: rows.shape[1]]) == list(rows.columns)
+    assert out.error.iloc[0] == "" and out.pred_batch_time_ms.iloc[0] > 0
+    assert "FLOPs" in out.error.iloc[1] and np.isnan(out.pred_batch_time_ms.iloc[1])
+    assert "spec columns" in out.error.iloc[2]
+
+
+def test_predict_time_verb_writes_output(tmp_path, monkeypatch, fitted, table):
+    import chronos_core.predict.time_models as tm
+
+    monkeypatch.setattr(tm, "default_model", lambda *a, **k: fitted)
+    src = tmp_path / "in.csv"
+    table.drop(columns=["compute_ms", "loader_wait_ms", "batch_time_ms"]).head(5).to_csv(src, index=False)
+    parser = argparse.ArgumentParser()
+    add_parsers(parser.add_subparsers(dest="command"))
+    args = parser.parse_args(["predict-time", "--input", str(src), "--output", str(tmp_path / "out.csv")])
+    assert args.func(args) == 0
+    out = pd.read_csv(tmp_path / "out.csv")
+    assert len(out) == 5 and set(PRED_COLUMNS) <= set(out.columns)
+    missing = parser.parse_args(["predict-time", "--input", str(tmp_path / "nope.csv"), "--output", "x.csv"])
+    with pytest.raises(ChronosError, match="does not exist"):
+        missing.func(missing)
+
+
+def test_chronos_schema_rows_are_accepted(mirror, fitted):
+    from chronos_core.data import registry
+
+    raw = registry.read("chronos-time-cnn").head(4)
+    raw = raw.drop(
+        columns=[
+            c
+            for c in (
+                "avg_batch_time_ms",
+                "compute_ms",
+                "avg_loader_ms",
+                "loader_ms",
+                "loader_wait_ms",
+                "p90_batch_time_ms",
+                "examples_per_sec",
+                "loader_ratio",
+            )
+            if c in raw
+        ]
+    )
+    out = predict_rows(raw, fitted)
+    assert len(out) == 4 and (out.error == "").all()
+    assert (out.pred_compute_ms > 0).all()
+
+
+def test_a100_unseen_split_holds_out_their_five_configs(mirror):
+    from chronos_core.data import registry
+    from chronos_core.data.adapters import adapt_a100_agg
+
+    agg = adapt_a100_agg(registry.read("a100-runs-agg"))
+    fold = next(splits.a100_unseen_split(agg))
+    assert len(fold.test_idx) == 5 and len(fold.train_idx) == len(agg) - 5
+
+
+def test_default_model_is_cached_on_disk_and_in_memory(tmp_path, monkeypatch, table):
+    import chronos_core.predict.time_models as tm
+
+    monkeypatch.setenv("CHRONOS_MODEL_CACHE", str(tmp_path))
+    monkeypatch.setattr(tm, "_LOADED", {})
+    small = lambda **kw: HardwareAwareTimeModel(n_estimators=20, calibration_folds=0)  # noqa: E731
+    monkeypatch.setitem(tm.TIME_MODELS, "hardware_aware", small)
+    first = tm.default_model(table)
+    assert len(list(tmp_path.glob("hardware_aware-*.pkl"))) == 1
+    assert tm.default_model(table) is first
+    tm._LOADED.clear()
+    again = tm.default_model(table)  # from disk
+    assert again is not first
+    assert np.allclose(again.predict(table).pred_compute_ms, first.predict(table).pred_compute_ms)
+    one = tm.predict_time(table.drop(columns=["compute_ms"]).iloc[0].to_dict(), again)
+    assert len(one) == 1 and one.pred_compute_ms.iloc[0] > 0
