@@ -1,0 +1,107 @@
+"""`chronos predict-epochs --input IN.csv --output OUT.csv`: epochs to convergence for many runs at once.
+
+IN.csv holds rows in the CAPE_Dataset / CHRONOS convergence schema (without T_conv, T_80close,
+T_90close; present targets are ignored). When a `val_loss_prefix` column holds a JSON list of the
+first k validation losses, the prediction uses it (losses after a NaN/inf, i.e. after the run
+diverged, are ignored; anything that is not a list of non-negative numbers is an error).
+OUT.csv repeats the input and adds pred_T_conv, pred_T_conv_lo, pred_T_conv_hi (an 80% interval).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import pandas as pd
+
+from chronos_core.errors import ChronosError
+
+REQUIRED = ("param_count", "learning_rate", "batch_size", "optimizer")
+RECOMMENDED = (
+    "dataset_size",
+    "gradient_norm_log10",
+    "initial_loss_log10",
+    "patience_P",
+    "min_delta",
+    "max_epochs",
+)
+_RENAMES = {"architecture": "family", "patience_P": "patience", "max_epochs_used": "max_epochs"}
+_DEFAULTS = {"patience": 5, "min_delta": 1e-4, "max_epochs": 200}
+
+
+def canonical_input(raw: pd.DataFrame) -> pd.DataFrame:
+    """Input rows -> the columns the convergence models read (renames CAPE/CHRONOS names, checks values)."""
+    from chronos_core.convergence.data import parse_prefix
+
+    frame = raw.rename(columns={k: v for k, v in _RENAMES.items() if k in raw and v not in raw})
+    missing = [c for c in REQUIRED if c not in frame]
+    if missing:
+        raise ChronosError(
+            f"Input lacks required columns {missing}; expected the CAPE_Dataset/CHRONOS convergence schema "
+            f"(required: {', '.join(REQUIRED)}; recommended: {', '.join(RECOMMENDED)})"
+        )
+    for col in ("param_count", "learning_rate", "batch_size"):
+        values = pd.to_numeric(frame[col], errors="coerce")
+        bad = [i for i, ok in enumerate(values > 0) if not ok]
+        if bad:
+            shown = frame[col].iloc[bad[0]]
+            raise ChronosError(f"Column {col!r} must be a positive number; row {bad[0] + 1} has {shown!r}")
+        frame[col] = values
+    for col, default in _DEFAULTS.items():
+        frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(default) if col in frame else default
+    if "num_classes" not in frame and "dataset" in frame:
+        from chronos_core.catalog.datasets import Datasets
+
+        frame["num_classes"] = [
+            Datasets.get(d).num_classes if d in Datasets else float("nan") for d in frame["dataset"]
+        ]
+    if "val_loss_prefix" in frame:
+        parsed = []
+        for i, value in enumerate(frame["val_loss_prefix"]):
+            where = f"row {i + 1}: val_loss_prefix"
+            parsed.append(parse_prefix(value, where=where, truncate_nonfinite=True))
+        frame["val_loss_prefix"] = parsed
+    return frame.drop(columns=[c for c in ("T_conv", "T_80close", "T_90close") if c in frame])
+
+
+def predict_epochs_frame(raw: pd.DataFrame, refit: bool = False) -> pd.DataFrame:
+    """The input rows plus pred_T_conv, pred_T_conv_lo, pred_T_conv_hi."""
+    from chronos_core.convergence.models import default_predictor
+
+    frame = canonical_input(raw)
+    out = default_predictor(refit=refit).predict(frame, k=None)
+    result = raw.copy()
+    result["pred_T_conv"] = out["pred"].round(2).to_numpy()
+    result["pred_T_conv_lo"] = out["lo"].round(2).to_numpy()
+    result["pred_T_conv_hi"] = out["hi"].round(2).to_numpy()
+    return result
+
+
+def _cmd_predict_epochs(args: argparse.Namespace) -> int:
+    path = Path(args.input)
+    if not path.is_file():
+        raise ChronosError(f"Input file {str(path)!r} does not exist")
+    try:
+        raw = pd.read_csv(path)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
+        raise ChronosError(f"Could not read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from None
+    if raw.empty:
+        raise ChronosError(f"Input file {str(path)!r} has no rows")
+    result = predict_epochs_frame(raw, refit=args.refit)
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    result.to_csv(args.output, index=False)
+    print(f"wrote {len(result)} predictions to {args.output}")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `predict-epochs`."""
+    p = sub.add_parser(
+        "predict-epochs",
+        help="epochs to convergence for rows of a CSV (CAPE/CHRONOS convergence schema)",
+        description=__doc__.splitlines()[0],
+    )
+    p.add_argument("--input", required=True, help="CSV in the CAPE_Dataset/CHRONOS convergence schema")
+    p.add_argument("--output", required=True, help="where to write the input plus pred_T_conv[_lo|_hi]")
+    p.add_argument("--refit", action="store_true", help="retrain the cached model on all data first")
+    p.set_defaults(func=_cmd_predict_epochs)
