@@ -7,7 +7,16 @@ from chronos_core.errors import ChronosError
 
 __version__ = "0.1.0"
 
-__all__ = ["ChronosError", "Datasets", "Devices", "Models", "Optimizers", "custom_dataset"]
+__all__ = [
+    "ChronosError",
+    "Datasets",
+    "Devices",
+    "Models",
+    "Optimizers",
+    "TrainingTimePredictor",
+    "custom_dataset",
+    "custom_device",
+]
 
 
 def __getattr__(name: str):
@@ -16,6 +25,14 @@ def __getattr__(name: str):
         from chronos_core.catalog.devices import Devices
 
         return Devices
+    if name == "custom_device":
+        from chronos_core.catalog.devices import custom_device
+
+        return custom_device
+    if name == "TrainingTimePredictor":
+        from chronos_core.api import TrainingTimePredictor
+
+        return TrainingTimePredictor
     if name == "Models":
         from chronos_core.catalog.models import Models
 

@@ -7,6 +7,7 @@ stderr (exit code 2), never a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import sys
 from collections.abc import Callable, Sequence
@@ -191,6 +192,13 @@ SUBCOMMANDS: list[Callable[[argparse._SubParsersAction], None]] = [
     _add_plan,
     _add_reproduce,
 ]
+# verbs that live beside the code they drive; importing their modules is cheap (no torch, no tf)
+EXTERNAL_VERBS = (
+    "chronos_core.api_cli",  # predict, compare
+    "chronos_core.profiling.cli",  # measure, sweep, microbench
+    "chronos_core.predict.predict_time_cli",  # predict-time
+    "chronos_core.convergence.cli",  # predict-epochs
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -198,6 +206,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)
+    for module in EXTERNAL_VERBS:
+        importlib.import_module(module).add_parsers(sub)
     return parser
 
 

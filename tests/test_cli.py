@@ -34,7 +34,9 @@ def test_data_list_json(capsys, mirror):
 def test_every_verb_has_help():
     parser = build_parser()
     verbs = parser._subparsers._group_actions[0].choices  # noqa: SLF001
-    assert {"devices", "data", "features"} <= set(verbs)
+    expected = {"devices", "data", "features", "plan", "reproduce", "measure", "sweep", "microbench",
+                "predict-time", "predict-epochs", "predict", "compare"}  # fmt: skip
+    assert expected <= set(verbs)
     for name, sub in verbs.items():
         assert sub.format_help().startswith("usage: chronos " + name)
 

@@ -1,0 +1,496 @@
+"""`TrainingTimePredictor`: epoch time, epochs to convergence and total time (and $) of one run.
+
+    import chronos_core as chronos
+    p = chronos.TrainingTimePredictor(model=chronos.Models.VGG16, dataset=chronos.Datasets.Cifar100,
+            optimizer=chronos.Optimizers.SGD, batch_size=32, learning_rate=0.001, precision=16,
+            gpu=chronos.Devices.T4)
+    p.predict_epoch_time()        # seconds per epoch (an Estimate: a float with .lo/.hi, 80%)
+    p.predict_number_of_epochs()  # epochs to convergence (early stopping, patience/min_delta)
+    p.predict_total_time()        # seconds, with .cost_usd where the GPU has a price
+
+Epoch time is the default time model (`chronos_core.predict.default_model`, hardware-aware,
+trained on the public tables and our own measurements) applied to the configuration's
+computational features, times the steps per epoch. With `gpu="cpu"` the run is measured on the
+spot on this machine (a few iterations of the real training loop) unless `measure=False`.
+Epochs come from the convergence meta-regressor (`chronos_core.convergence.models`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.catalog.datasets import Datasets, DatasetSpec, custom_dataset
+from chronos_core.catalog.optimizers import Optimizers, OptimizerSpec
+from chronos_core.errors import ChronosError, unknown_choice
+
+PRECISIONS = {"32": 32, "fp32": 32, "float32": 32, "16": 16, "fp16": 16, "float16": 16, "amp": 16,
+              "bf16": "bf16", "bfloat16": "bf16"}  # fmt: skip
+COVERAGE = 0.8
+
+
+class Estimate(float):
+    """A prediction: behaves as a float (the point estimate) and carries an 80% interval and a unit."""
+
+    lo: float
+    hi: float
+    unit: str
+
+    def __new__(cls, value: float, lo: float, hi: float, unit: str = "") -> Estimate:
+        out = super().__new__(cls, float(value))
+        out.lo, out.hi, out.unit = float(lo), float(hi), unit
+        return out
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {"value": float(self), "lo": self.lo, "hi": self.hi, "unit": self.unit}
+
+    def __repr__(self) -> str:
+        return f"{float(self):.4g} {self.unit} (80%: {self.lo:.4g}..{self.hi:.4g})".replace("  ", " ")
+
+
+class TotalTime(Estimate):
+    """Total training time in seconds, with the dollar cost (and its interval) where a price is known."""
+
+    cost_usd: float
+    cost_usd_lo: float
+    cost_usd_hi: float
+
+    def as_dict(self) -> dict[str, float | str]:
+        return {**super().as_dict(), "cost_usd": self.cost_usd, "cost_usd_lo": self.cost_usd_lo,
+                "cost_usd_hi": self.cost_usd_hi}  # fmt: skip
+
+    def __repr__(self) -> str:
+        cost = "" if math.isnan(self.cost_usd) else f", ${self.cost_usd:.2f}"
+        return f"{float(self) / 3600:.3g} h (80%: {self.lo / 3600:.3g}..{self.hi / 3600:.3g} h{cost})"
+
+
+def combine(a: Estimate, b: Estimate, unit: str) -> Estimate:
+    """Product of two independent estimates; interval half-widths add in quadrature in log space."""
+    value = float(a) * float(b)
+
+    def width(e: Estimate, side: float) -> float:
+        return abs(math.log(side / float(e))) if side > 0 and float(e) > 0 else 0.0
+
+    lo = value * math.exp(-math.hypot(width(a, a.lo), width(b, b.lo)))
+    hi = value * math.exp(math.hypot(width(a, a.hi), width(b, b.hi)))
+    return Estimate(value, lo, hi, unit)
+
+
+# ---------------------------------------------------------------------------------------------- inputs
+
+
+def parse_precision(value: Any) -> int | str:
+    """16 / 32 / 'bf16' (and common spellings) -> 16, 32 or 'bf16'."""
+    key = str(value).strip().lower()
+    if key not in PRECISIONS:
+        raise unknown_choice("precision", value, ["16", "32", "fp16", "fp32", "bf16", "amp"])
+    return PRECISIONS[key]
+
+
+def _positive(name: str, value: Any, integer: bool = False) -> float:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ChronosError(f"{name} must be a positive number, got {value!r}") from None
+    if not (number > 0 and math.isfinite(number)) or (integer and number != int(number)):
+        kind = "integer" if integer else "number"
+        raise ChronosError(f"{name} must be a positive {kind}, got {value!r}")
+    return number
+
+
+def resolve_dataset(dataset: Any) -> DatasetSpec:
+    """A catalog name/DatasetSpec, or a dict {name, train_size, input_shape, num_classes[, modality]}."""
+    if isinstance(dataset, DatasetSpec):
+        return dataset
+    if isinstance(dataset, dict):
+        need = {"train_size", "input_shape", "num_classes"}
+        if not need <= set(dataset):
+            raise ChronosError(f"A custom dataset needs {', '.join(sorted(need))}; got {sorted(dataset)}")
+        return custom_dataset(**{"name": "custom", **dataset})
+    return Datasets.get(str(dataset))
+
+
+def resolve_optimizer(optimizer: Any, momentum: float | None = None) -> OptimizerSpec:
+    """A catalog optimizer; SGD follows the CHRONOS tables (momentum 0.9, one state buffer per
+    parameter) unless `momentum=0` asks for plain SGD."""
+    spec = optimizer if isinstance(optimizer, OptimizerSpec) else Optimizers.get(str(optimizer))
+    if momentum is not None and not (0 <= float(momentum) < 1):
+        raise ChronosError(f"momentum must be in [0, 1), got {momentum!r}")
+    if spec.name in ("SGD", "SGD-momentum"):
+        plain = momentum == 0 if momentum is not None else False
+        return Optimizers.get("SGD" if plain else "SGD-momentum")
+    return spec
+
+
+def resolve_gpu(gpu: Any):
+    """'cpu' (this machine), a catalog name or DeviceSpec, or a dict of specs for a custom GPU."""
+    from chronos_core.catalog.devices import Devices, DeviceSpec, custom_device, local_cpu
+
+    if isinstance(gpu, DeviceSpec):
+        return gpu
+    if isinstance(gpu, dict):
+        specs = dict(gpu)
+        name = str(specs.pop("name", "custom-gpu"))
+        existing = Devices.resolve(name)
+        if existing is not None and Devices.get(existing).source == "user":
+            return Devices.get(existing)
+        return custom_device(name, **specs)
+    if str(gpu).strip().lower() in ("cpu", "local", "localhost"):
+        return local_cpu()
+    return Devices.get(str(gpu))
+
+
+def resolve_model(model: Any):
+    """A catalog name or ModelSpec, or a user torch.nn.Module / keras.Model."""
+    from chronos_core.catalog.models import Models, ModelSpec
+
+    if isinstance(model, ModelSpec) or not isinstance(model, str):
+        return model
+    return Models.get(model)
+
+
+def _model_name(model: Any) -> str:
+    return getattr(model, "name", None) if not _is_module(model) else type(model).__name__
+
+
+def _is_module(model: Any) -> bool:
+    return not hasattr(model, "family") or not hasattr(model, "builder")
+
+
+def _family(model: Any, features: dict[str, Any]) -> str:
+    """The catalog family, or for a user model the dominant layer kind in its inventory."""
+    if not _is_module(model):
+        return model.family
+    for kind, family in (("attention", "Transformer"), ("rnn", "RNN"), ("conv", "CNN")):
+        if features.get(f"count_{kind}_layers", 0) > 0:
+            return family
+    return "MLP"
+
+
+def device_row(spec) -> dict[str, Any]:
+    """Canonical device columns for a DeviceSpec (catalog name plus gpu_* spec columns)."""
+    return {
+        "device": spec.name,
+        "gpu_name": spec.name,
+        "gpu_sm_count": spec.sm_count or np.nan,
+        "gpu_boost_clock_mhz": spec.boost_clock_mhz,
+        "gpu_memory_gb": spec.memory_gb,
+        "gpu_mem_bandwidth_gbs": spec.memory_bandwidth_gbs,
+        "gpu_fp32_tflops": spec.peak_fp32_tflops,
+        "gpu_fp16_tflops": spec.peak_fp16_tflops,
+        "gpu_tensor_cores": spec.tensor_cores,
+        "gpu_fp16_tensor_tflops": spec.peak_fp16_tensor_tflops,
+        "gpu_tf32_tensor_tflops": spec.peak_tf32_tensor_tflops,
+        "gpu_compute_capability": spec.compute_capability,
+        "gpu_price_per_hr": spec.price_per_hr_usd,
+    }
+
+
+# ---------------------------------------------------------------------------------------------- predictor
+
+
+@dataclass
+class _Measured:
+    batch_ms: Estimate
+    compute_ms: float
+    loader_ms: float
+    row: dict[str, Any]
+
+
+class TrainingTimePredictor:
+    """Predict epoch time, epochs to convergence and total time of one training run, before running it.
+
+    Arguments follow the CHRONOS README: `model` (catalog name or ModelSpec, or any nn.Module /
+    keras.Model), `dataset` (catalog name/DatasetSpec or dict with train_size, input_shape,
+    num_classes), `optimizer`, `batch_size`, `learning_rate`, `precision` (16 = AMP fp16, 32, 'bf16'),
+    `gpu` (catalog name/DeviceSpec, a dict of specs for a custom GPU, or 'cpu' for this machine).
+    SGD means SGD with momentum 0.9, as in the CHRONOS tables (their 'SGD' rows carry one optimizer
+    state buffer per parameter); pass `momentum=0` for plain SGD.
+    `patience`/`min_delta`/`max_epochs` define convergence (early stopping on validation loss).
+    `measure`: on gpu='cpu', time a few real iterations here instead of predicting (default True).
+    `model_kwargs` go to the zoo builder (e.g. depth=5 for the A100 project's CNN).
+    """
+
+    def __init__(
+        self,
+        model: Any,
+        dataset: Any,
+        optimizer: Any = "SGD",
+        batch_size: int = 32,
+        learning_rate: float = 1e-3,
+        precision: int | str = 32,
+        gpu: Any = "cpu",
+        *,
+        patience: int = 5,
+        min_delta: float = 1e-4,
+        max_epochs: int = 200,
+        momentum: float | None = None,
+        measure: bool = True,
+        model_kwargs: dict[str, Any] | None = None,
+    ) -> None:
+        self.model = resolve_model(model)
+        self.dataset = resolve_dataset(dataset)
+        self.optimizer = resolve_optimizer(optimizer, momentum)
+        self.batch_size = int(_positive("batch_size", batch_size, integer=True))
+        self.learning_rate = _positive("learning_rate", learning_rate)
+        self.precision = parse_precision(precision)
+        self.gpu = resolve_gpu(gpu)
+        self.patience = int(_positive("patience", patience, integer=True))
+        self.min_delta = float(min_delta)
+        if not (self.min_delta >= 0 and math.isfinite(self.min_delta)):
+            raise ChronosError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.max_epochs = int(_positive("max_epochs", max_epochs, integer=True))
+        self.measure = bool(measure)
+        self.model_kwargs = dict(model_kwargs or {})
+        self._features: dict[str, Any] | None = None
+        self._measured: _Measured | None = None
+        self._time_pred: pd.DataFrame | None = None
+
+    # ------------------------------------------------------------------ features and rows
+    @property
+    def on_cpu(self) -> bool:
+        return self.gpu.kind == "cpu"
+
+    @property
+    def _torch_model(self) -> bool:
+        if _is_module(self.model):
+            return type(self.model).__module__.split(".")[0] != "keras" and hasattr(self.model, "parameters")
+        return self.model.framework == "torch"
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return self.dataset.steps_per_epoch(self.batch_size)
+
+    def features(self) -> dict[str, Any]:
+        """Computational features of the configuration (FLOPs, bytes, layer mix), computed once."""
+        if self._features is None:
+            from chronos_core.features import compute_features
+
+            try:
+                self._features = compute_features(
+                    self.model, self.dataset, self.batch_size, self.precision, self.optimizer,
+                    **self.model_kwargs,
+                )  # fmt: skip
+            except ChronosError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - a user model that does not fit the dataset
+                why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                raise ChronosError(
+                    f"Cannot trace model {_model_name(self.model)!r} on {self.dataset.name} inputs of shape "
+                    f"{self.dataset.input_shape}: {why}"
+                ) from None
+        return self._features
+
+    def row(self) -> dict[str, Any]:
+        """The configuration as one canonical time row (what the time model reads)."""
+        feats = self.features()
+        row = {
+            "model": _model_name(self.model),
+            "family": _family(self.model, feats),
+            "dataset": self.dataset.name,
+            "dataset_size": self.dataset.train_size,
+            "input_shape": str(tuple(self.dataset.input_shape)),
+            "num_classes": self.dataset.num_classes,
+            "optimizer": self.optimizer.name,
+            "learning_rate": self.learning_rate,
+            "precision": 16 if self.precision in (16, "bf16") else 32,
+            "amp": self.precision in (16, "bf16"),
+            **{k: v for k, v in feats.items() if k != "batch_size"},
+            "batch_size": self.batch_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            **device_row(self.gpu),
+        }
+        return row
+
+    # ------------------------------------------------------------------ time
+    def _measure_here(self) -> _Measured:
+        from chronos_core.profiling.timers import TimingConfig, measure
+
+        precision = {16: "16", 32: "32", "bf16": "bf16"}[self.precision]
+        cfg = TimingConfig(
+            model=self.model if _is_module(self.model) else self.model.name,
+            dataset=self.dataset, batch_size=self.batch_size, precision=precision,
+            optimizer=self.optimizer.name, learning_rate=self.learning_rate, device="cpu",
+            repeats=3, warmup=2, iters=3, model_kwargs=self.model_kwargs,
+        )  # fmt: skip
+        row = measure(cfg, features=False)
+        mean = float(row["batch_time_ms"])
+        spread = max(1.2816 * float(row.get("batch_time_ms_cv", 0.0) or 0.0), 0.05)
+        est = Estimate(mean, mean * (1 - spread), mean * (1 + spread), "ms/iteration")
+        return _Measured(est, float(row["compute_ms"]), float(row["loader_wait_ms"]), row)
+
+    def _predicted(self) -> pd.DataFrame:
+        if self._time_pred is None:
+            from chronos_core.predict.time_models import predict_time
+
+            pred = predict_time(self.row())
+            if not np.isfinite(pred["pred_batch_time_ms"].to_numpy(dtype=float)).all():
+                raise ChronosError(
+                    f"No time prediction for {_model_name(self.model)} on {self.gpu.name}: its specs lack "
+                    "peak_fp32_tflops or memory_bandwidth_gbs"
+                )
+            self._time_pred = pred
+        return self._time_pred
+
+    def predict_iteration_time(self) -> Estimate:
+        """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
+        if self.on_cpu and self.measure and self._torch_model:
+            if self._measured is None:
+                self._measured = self._measure_here()
+            return self._measured.batch_ms
+        p = self._predicted().iloc[0]
+        return Estimate(p["pred_batch_time_ms"], p["pred_batch_time_ms_lo"], p["pred_batch_time_ms_hi"],
+                        "ms/iteration")  # fmt: skip
+
+    def predict_epoch_time(self) -> Estimate:
+        """Seconds per epoch (steps per epoch x iteration time), with an 80% interval."""
+        it = self.predict_iteration_time()
+        k = self.steps_per_epoch / 1000.0
+        return Estimate(float(it) * k, it.lo * k, it.hi * k, "s/epoch")
+
+    # ------------------------------------------------------------------ epochs
+    def convergence_row(self) -> dict[str, Any]:
+        """The configuration in the convergence schema (what the meta-regressor reads)."""
+        feats = self.features()
+        return {
+            "model": _model_name(self.model),
+            "family": _family(self.model, feats),
+            "dataset": self.dataset.name,
+            "dataset_size": self.dataset.train_size,
+            "num_classes": self.dataset.num_classes,
+            "param_count": feats["param_count"],
+            "learning_rate": self.learning_rate,
+            "batch_size": self.batch_size,
+            "optimizer": self.optimizer.name,
+            "patience": self.patience,
+            "min_delta": self.min_delta,
+            "max_epochs": self.max_epochs,
+        }
+
+    def predict_number_of_epochs(self) -> Estimate:
+        """Epochs until early stopping fires (patience, min_delta), with an 80% interval."""
+        from chronos_core.convergence.models import default_predictor
+
+        out = default_predictor().predict(pd.DataFrame([self.convergence_row()]), k=0).iloc[0]
+        cap = float(self.max_epochs)
+        return Estimate(min(out["pred"], cap), min(out["lo"], cap), min(out["hi"], cap), "epochs")
+
+    # ------------------------------------------------------------------ total
+    def predict_total_time(self) -> TotalTime:
+        """Seconds to convergence (epochs x epoch time) with .cost_usd from the GPU's $/hr (NaN if none)."""
+        total = combine(self.predict_epoch_time(), self.predict_number_of_epochs(), "s")
+        out = TotalTime(float(total), total.lo, total.hi, "s")
+        price = float(self.gpu.price_per_hr_usd)
+        per_s = price / 3600.0 if price > 0 else math.nan
+        out.cost_usd, out.cost_usd_lo, out.cost_usd_hi = float(out) * per_s, out.lo * per_s, out.hi * per_s
+        return out
+
+    def summary(self) -> dict[str, Any]:
+        """All predictions as plain numbers (what `chronos predict --json` prints)."""
+        epoch, epochs, total = (
+            self.predict_epoch_time(),
+            self.predict_number_of_epochs(),
+            self.predict_total_time(),
+        )
+        return {
+            "model": _model_name(self.model),
+            "dataset": self.dataset.name,
+            "gpu": self.gpu.name,
+            "batch_size": self.batch_size,
+            "precision": self.precision,
+            "optimizer": self.optimizer.name,
+            "learning_rate": self.learning_rate,
+            "steps_per_epoch": self.steps_per_epoch,
+            "time_source": "measured here" if self._measured is not None else "predicted",
+            "epoch_time_s": epoch.as_dict(),
+            "epochs": epochs.as_dict(),
+            "total_time_s": total.as_dict(),
+            "price_per_hr_usd": self.gpu.price_per_hr_usd,
+        }
+
+    # ------------------------------------------------------------------ explanation
+    def explain(self) -> dict[str, Any]:
+        """Features, physics terms, intervals and the training data the prediction leans on."""
+        from chronos_core.predict.physics import physics_frame
+
+        row = self.row()
+        phys = physics_frame(pd.DataFrame([row])).iloc[0].to_dict()
+        out: dict[str, Any] = {"configuration": self.summary(), "features": self.features()}
+        out["physics"] = {k: float(v) for k, v in phys.items() if isinstance(v, int | float | np.floating)}
+        out["data"] = {
+            "time": time_support(row),
+            "convergence": convergence_support(self.convergence_row()),
+        }
+        if self._measured is not None:
+            out["measured_here"] = {
+                k: v for k, v in self._measured.row.items() if not str(k).endswith("_json")
+            }
+        return out
+
+    def __repr__(self) -> str:
+        return (
+            f"TrainingTimePredictor(model={_model_name(self.model)!r}, dataset={self.dataset.name!r}, "
+            f"optimizer={self.optimizer.name!r}, batch_size={self.batch_size}, "
+            f"learning_rate={self.learning_rate}, precision={self.precision!r}, gpu={self.gpu.name!r})"
+        )
+
+
+# ---------------------------------------------------------------------------------------------- support
+
+
+def _norm(values: pd.Series) -> pd.Series:
+    return values.astype(str).str.lower().str.replace(r"[^a-z0-9]", "", regex=True)
+
+
+def time_support(row: dict[str, Any]) -> dict[str, Any]:
+    """How much measured data is near this row: same device, same model, same config, nearest configs."""
+    from chronos_core.catalog.devices import Devices
+    from chronos_core.predict.time_models import training_table
+
+    table = training_table()
+    devices = table["device"].astype(str).map(lambda d: Devices.resolve(d) or d)
+    same_dev = devices == row["device"]
+    name = "".join(ch for ch in str(row["model"]).lower() if ch.isalnum())
+    same_model = _norm(table["model"]) == name
+    same_data = _norm(table["dataset"]) == "".join(ch for ch in str(row["dataset"]).lower() if ch.isalnum())
+    near = table[same_dev & same_model & same_data].copy()
+    exact = near[(near["batch_size"] == row["batch_size"]) & (near["amp"].astype(bool) == bool(row["amp"]))]
+    near["distance"] = (np.log2(near["batch_size"].astype(float) / row["batch_size"])).abs()
+    cols = [c for c in ("source", "model", "dataset", "batch_size", "precision", "optimizer", "device",
+                        "batch_time_ms") if c in near]  # fmt: skip
+    return {
+        "training_rows": len(table),
+        "rows_on_this_device": int(same_dev.sum()),
+        "rows_of_this_model": int(same_model.sum()),
+        "rows_this_model_on_this_device": int(len(near)),
+        "rows_this_config": int(len(exact)),
+        "measured_batch_time_ms_this_config": (
+            float(exact["batch_time_ms"].mean()) if len(exact) else None
+        ),
+        "nearest": near.sort_values("distance")[cols].head(5).to_dict("records"),
+        "regime": (
+            "interpolation: this exact configuration was measured" if len(exact)
+            else "unseen configuration of a measured model on a measured device" if len(near)
+            else "unseen model on a measured device" if same_dev.any()
+            else "unseen device: only its datasheet specs are known"
+        ),
+    }  # fmt: skip
+
+
+def convergence_support(row: dict[str, Any]) -> dict[str, Any]:
+    """How many convergence runs resemble this one (same family, within 10x the parameters)."""
+    from chronos_core.convergence.data import combined_table
+
+    table = combined_table()
+    fam = table["family"].astype(str) == row["family"] if "family" in table else pd.Series(False, table.index)
+    params = pd.to_numeric(table["param_count"], errors="coerce")
+    close = fam & ((np.log10(params) - math.log10(row["param_count"])).abs() <= 1)
+    return {
+        "training_runs": int(len(table)),
+        "runs_same_family": int(fam.sum()),
+        "runs_same_family_within_10x_params": int(close.sum()),
+    }

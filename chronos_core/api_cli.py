@@ -1,0 +1,113 @@
+"""`chronos predict` (one run) and `chronos compare` (the same run across GPUs) on the command line.
+
+    chronos predict --model vgg16 --dataset cifar100 --gpu T4 --batch-size 32 --precision 16 \\
+        --optimizer sgd --lr 0.001 [--json]
+    chronos compare --model vgg16 --dataset cifar100 --gpu T4 --gpu A100 --gpu H100 [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from typing import Any
+
+
+def _predictor(args: argparse.Namespace, gpu: str):
+    from chronos_core.api import TrainingTimePredictor
+
+    return TrainingTimePredictor(
+        model=args.model, dataset=args.dataset, optimizer=args.optimizer, batch_size=args.batch_size,
+        learning_rate=args.lr, precision=args.precision, gpu=gpu, patience=args.patience,
+        min_delta=args.min_delta, max_epochs=args.max_epochs, momentum=args.momentum,
+        measure=not args.no_measure,
+    )  # fmt: skip
+
+
+def _hours(seconds: float) -> str:
+    if seconds < 120:
+        return f"{seconds:.1f} s"
+    if seconds < 7200:
+        return f"{seconds / 60:.1f} min"
+    return f"{seconds / 3600:.2f} h"
+
+
+def _money(value: float) -> str:
+    return "n/a" if value is None or math.isnan(value) else f"${value:,.2f}"
+
+
+def format_summary(s: dict[str, Any]) -> str:
+    """The human-readable block `chronos predict` prints."""
+    e, n, t = s["epoch_time_s"], s["epochs"], s["total_time_s"]
+    lines = [
+        f"{s['model']} on {s['dataset']}, {s['gpu']}: batch {s['batch_size']}, precision {s['precision']}, "
+        f"{s['optimizer']} lr {s['learning_rate']:g}  ({s['steps_per_epoch']} steps/epoch, "
+        f"time {s['time_source']})",
+        f"  epoch time   {e['value']:10.2f} s      80%: {e['lo']:.2f} .. {e['hi']:.2f} s",
+        f"  epochs       {n['value']:10.1f}        80%: {n['lo']:.1f} .. {n['hi']:.1f}",
+        f"  total time   {_hours(t['value']):>12}    80%: {_hours(t['lo'])} .. {_hours(t['hi'])}",
+        f"  cost         {_money(t['cost_usd']):>12}    80%: {_money(t['cost_usd_lo'])} .. "
+        f"{_money(t['cost_usd_hi'])}  (price/hr {_money(s['price_per_hr_usd'])})",
+    ]
+    return "\n".join(lines)
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    summary = _predictor(args, args.gpu).summary()
+    print(json.dumps(summary, indent=2, default=float) if args.json else format_summary(summary))
+    return 0
+
+
+def compare_table(args: argparse.Namespace):
+    """One row per GPU: epoch time, epochs, total time and cost with their intervals."""
+    import pandas as pd
+
+    rows = []
+    for gpu in args.gpu:
+        s = _predictor(args, gpu).summary()
+        e, t = s["epoch_time_s"], s["total_time_s"]
+        rows.append({
+            "gpu": s["gpu"], "epoch_s": e["value"], "epoch_s_lo": e["lo"], "epoch_s_hi": e["hi"],
+            "epochs": s["epochs"]["value"], "total_h": t["value"] / 3600, "total_h_lo": t["lo"] / 3600,
+            "total_h_hi": t["hi"] / 3600, "price_per_hr_usd": s["price_per_hr_usd"],
+            "cost_usd": t["cost_usd"], "cost_usd_hi": t["cost_usd_hi"], "time_source": s["time_source"],
+        })  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _cmd_compare(args: argparse.Namespace) -> int:
+    table = compare_table(args)
+    if args.json:
+        print(table.to_json(orient="records", indent=2))
+    else:
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model", required=True, help="zoo model, e.g. vgg16, resnet50, vit, distilbert")
+    p.add_argument("--dataset", required=True, help="e.g. cifar10, cifar100, imagenet, sst2")
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
+    p.add_argument("--optimizer", default="SGD", help="SGD, Adam, AdamW, Adafactor (SGD: momentum 0.9)")
+    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0 for plain SGD)")
+    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
+    p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
+    p.add_argument("--min-delta", type=float, default=1e-4, help="early-stopping min_delta")
+    p.add_argument("--max-epochs", type=int, default=200, help="cap on the number of epochs")
+    p.add_argument("--no-measure", action="store_true", help="on --gpu cpu: predict instead of measuring")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Register `predict` and `compare`."""
+    p = sub.add_parser("predict", help="epoch time, epochs, total time and cost of one run (80%% intervals)")
+    _common(p)
+    p.add_argument(
+        "--gpu", default="cpu", help="catalog GPU (any common spelling, see `chronos devices`) or cpu"
+    )
+    p.set_defaults(func=_cmd_predict)
+    c = sub.add_parser("compare", help="the same run across GPUs: time, cost and intervals in a table")
+    _common(c)
+    c.add_argument("--gpu", action="append", required=True, help="repeat: --gpu T4 --gpu A100 --gpu H100")
+    c.set_defaults(func=_cmd_compare)

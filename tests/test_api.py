@@ -1,0 +1,137 @@
+"""TrainingTimePredictor: the CHRONOS example against its measured value, custom inputs, bad input, CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+from torch import nn
+
+import chronos_core as chronos
+from chronos_core.api import Estimate, TrainingTimePredictor, combine
+from chronos_core.cli import main
+
+# The seed's example as measured in the CHRONOS CNN epoch-time table (batch 32, fp16, SGD, lr 0.001):
+# 73.75 ms per batch x ceil(50,000 / 32) = 1,563 steps.
+MEASURED_T4_EPOCH_S = 73.751118 * 1563 / 1000
+
+
+def _seed_example(**changes) -> TrainingTimePredictor:
+    args = dict(model=chronos.Models.VGG16, dataset=chronos.Datasets.Cifar100,
+                optimizer=chronos.Optimizers.SGD, batch_size=32, learning_rate=0.001, precision=16,
+                gpu=chronos.Devices.T4)  # fmt: skip
+    return chronos.TrainingTimePredictor(**{**args, **changes})
+
+
+def test_seed_example_is_within_15_percent_of_the_chronos_measurement(mirror):
+    p = _seed_example()
+    epoch = p.predict_epoch_time()
+    assert abs(epoch / MEASURED_T4_EPOCH_S - 1) < 0.15, (float(epoch), MEASURED_T4_EPOCH_S)
+    assert epoch.lo < epoch < epoch.hi
+    epochs = p.predict_number_of_epochs()
+    assert 1 <= epochs.lo <= epochs <= epochs.hi <= 200
+    total = p.predict_total_time()
+    assert total == pytest.approx(float(epoch) * float(epochs))
+    assert total.lo < total < total.hi
+    assert total.cost_usd == pytest.approx(float(total) / 3600 * chronos.Devices.T4.price_per_hr_usd)
+    why = p.explain()
+    assert why["data"]["time"]["rows_this_config"] >= 1
+    assert why["data"]["time"]["regime"].startswith("interpolation")
+    assert why["physics"]["t_flop_ms"] > 0
+    assert why["features"]["param_count"] == 134_678_692  # CHRONOS table's VGG16 for CIFAR-100
+    assert set(why) >= {"configuration", "features", "physics", "data"}
+
+
+def test_faster_gpu_is_predicted_faster_and_custom_gpu_specs_work(mirror):
+    t4 = _seed_example().predict_epoch_time()
+    h100 = _seed_example(gpu="NVIDIA H100 SXM").predict_epoch_time()
+    assert h100 < t4
+    custom = {"name": "my-test-gpu", "peak_fp32_tflops": 30.0, "peak_fp16_tensor_tflops": 120.0,
+              "memory_bandwidth_gbs": 900.0, "sm_count": 80, "tensor_cores": 320}  # fmt: skip
+    epoch = _seed_example(gpu=custom).predict_epoch_time()
+    assert math.isfinite(epoch) and epoch.lo < epoch < epoch.hi
+    assert math.isnan(_seed_example(gpu=custom).predict_total_time().cost_usd)  # no price given
+
+
+def test_user_module_and_custom_dataset(mirror):
+    net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 64), nn.ReLU(), nn.Linear(64, 7))
+    data = {"name": "tiny-images", "train_size": 1000, "input_shape": (3, 16, 16), "num_classes": 7}
+    p = TrainingTimePredictor(model=net, dataset=data, optimizer="Adam", batch_size=50, gpu="A100")
+    assert p.steps_per_epoch == 20
+    assert p.row()["family"] == "MLP"
+    epoch = p.predict_epoch_time()
+    assert 0 < epoch < 60
+    assert p.predict_number_of_epochs() >= 1
+
+
+def test_cpu_measures_on_the_spot():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    p = TrainingTimePredictor(model=net, dataset="Digits", batch_size=64, gpu="cpu")
+    it = p.predict_iteration_time()
+    assert p._measured is not None  # noqa: SLF001 - it was timed, not predicted
+    assert 0 < it.lo < it < it.hi
+    assert p.predict_epoch_time() == pytest.approx(float(it) * p.steps_per_epoch / 1000)
+    assert p.summary()["time_source"] == "measured here"
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"gpu": "T5"}, ["'T5'", "T4", "H100-SXM"]),
+        ({"precision": 8}, ["8", "bf16"]),
+        ({"batch_size": 0}, ["batch_size", "0"]),
+        ({"batch_size": 2.5}, ["batch_size", "2.5"]),
+        ({"learning_rate": -1}, ["learning_rate", "-1"]),
+        ({"model": "vgg"}, ["'vgg'", "VGG16"]),
+        ({"dataset": "cifar1000"}, ["'cifar1000'", "CIFAR100"]),
+        ({"optimizer": "lion"}, ["'lion'", "AdamW"]),
+        ({"momentum": 1.5}, ["momentum", "1.5"]),
+        ({"dataset": {"train_size": 10}}, ["input_shape", "num_classes"]),
+    ],
+)
+def test_bad_arguments_raise_value_error_naming_the_choices(changes, words):
+    with pytest.raises(ValueError) as info:
+        _seed_example(**changes).predict_epoch_time()
+    message = str(info.value)
+    assert "\n" not in message
+    for word in words:
+        assert word in message
+
+
+def test_model_that_does_not_fit_the_dataset_is_one_line():
+    net = nn.Sequential(nn.Flatten(), nn.Linear(5, 2))
+    with pytest.raises(ValueError, match="failed on inputs") as info:
+        TrainingTimePredictor(model=net, dataset="CIFAR10", gpu="T4").features()
+    assert "\n" not in str(info.value)
+
+
+def test_combine_adds_log_widths_in_quadrature():
+    a = Estimate(10.0, 5.0, 20.0)
+    b = Estimate(3.0, 3.0, 3.0)
+    out = combine(a, b, "s")
+    assert float(out) == 30.0 and out.lo == pytest.approx(15.0) and out.hi == pytest.approx(60.0)
+    c = combine(a, a, "s")
+    assert c.hi / float(c) == pytest.approx(2 ** math.sqrt(2))
+
+
+def test_cli_predict_and_compare(mirror, capsys):
+    base = ["--model", "vgg16", "--dataset", "cifar100", "--batch-size", "32", "--precision", "16",
+            "--optimizer", "sgd", "--lr", "0.001"]  # fmt: skip
+    assert main(["predict", *base, "--gpu", "T4", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert abs(out["epoch_time_s"]["value"] / MEASURED_T4_EPOCH_S - 1) < 0.15
+    assert out["total_time_s"]["cost_usd"] > 0
+    assert main(["predict", *base, "--gpu", "T4"]) == 0
+    text = capsys.readouterr().out
+    assert "epoch time" in text and "80%" in text and "$" in text
+    assert main(["compare", *base, "--gpu", "T4", "--gpu", "A100", "--gpu", "H100", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [r["gpu"] for r in rows][0] == "T4" and len(rows) == 3
+    assert rows[2]["epoch_s"] < rows[0]["epoch_s"]
+
+
+def test_cli_bad_gpu_is_one_line(capsys):
+    assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "T5"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "T5" in err and "T4" in err
