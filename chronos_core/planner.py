@@ -263,3 +263,60 @@ def parse_published_plan(text: str) -> dict:
                 }
             )
     return {**totals, "chosen": pd.DataFrame(rows)}
+
+
+def gpu_candidates(configs: pd.DataFrame, gpus: list[str], epochs_train_n: int = 50_000) -> pd.DataFrame:
+    """The A100 project's CNN configs on each GPU: predicted s/epoch with its 80% interval, and $/hr.
+
+    `configs` has depth, base_filters, batch_size and acc (e.g. `a100_candidates()`); each config is
+    the torch twin of their Keras CNN (SimpleCNN, Adam, fp32) and its epoch time comes from the
+    default time model. `epoch_time_s_hi` is the upper end of the 80% interval (its p90).
+    """
+    from chronos_core.api import TrainingTimePredictor, device_row
+    from chronos_core.catalog.devices import Devices
+    from chronos_core.predict.time_models import predict_time
+
+    specs = [Devices.get(g) for g in gpus]
+    rows = []
+    for cfg in configs.itertuples(index=False):
+        base = TrainingTimePredictor(
+            model="SimpleCNN", dataset="CIFAR10", optimizer="Adam", batch_size=int(cfg.batch_size),
+            precision=32, gpu=specs[0], measure=False,
+            model_kwargs={"depth": int(cfg.depth), "base_filters": int(cfg.base_filters)},
+        ).row()  # fmt: skip
+        for spec in specs:
+            extra = {"depth": int(cfg.depth), "base_filters": int(cfg.base_filters), "acc": cfg.acc}
+            rows.append({**base, **device_row(spec), **extra, "thr": getattr(cfg, "thr", np.nan)})
+    table = pd.DataFrame(rows)
+    pred = predict_time(table)
+    steps = np.ceil(epochs_train_n / table["batch_size"].astype(float))
+    out = table[["device", "depth", "base_filters", "batch_size", "param_count", "acc", "thr"]].copy()
+    out = out.rename(columns={"device": "gpu"})
+    out["epoch_time_s"] = pred["pred_batch_time_ms"].to_numpy() * steps / 1000.0
+    out["epoch_time_s_lo"] = pred["pred_batch_time_ms_lo"].to_numpy() * steps / 1000.0
+    out["epoch_time_s_hi"] = pred["pred_batch_time_ms_hi"].to_numpy() * steps / 1000.0
+    out["price_per_hr"] = table["gpu_price_per_hr"].to_numpy()
+    return out.reset_index(drop=True)
+
+
+def plan_across_gpus(candidates: pd.DataFrame, request: PlanRequest) -> tuple[pd.DataFrame, Plan]:
+    """Which single GPU to rent: the best plan on each GPU (time and, optionally, dollar budget).
+
+    Returns one row per GPU (runs, value, time, cost; GPUs without a price are skipped under a dollar
+    budget) sorted best first, and the winning GPU's plan.
+    """
+    rows, plans = [], {}
+    for gpu, sub in candidates.groupby("gpu", sort=False):
+        if request.budget_usd is not None and not (sub["price_per_hr"].astype(float) > 0).all():
+            continue
+        plan = plan_runs(sub.reset_index(drop=True), request)
+        plans[gpu] = plan
+        rows.append({
+            "gpu": gpu, "runs": len(plan.chosen), "total_value": plan.total_value,
+            "planned_time_s": plan.total_cost_s, "cost_usd": plan.total_cost_usd,
+            "price_per_hr": float(sub["price_per_hr"].iloc[0]),
+        })  # fmt: skip
+    if not rows:
+        raise ChronosError("No GPU has a price for the dollar budget; give price_per_hr or drop --budget-usd")
+    table = pd.DataFrame(rows).sort_values(["total_value", "planned_time_s"], ascending=[False, True])
+    return table.reset_index(drop=True), plans[table["gpu"].iloc[0]]

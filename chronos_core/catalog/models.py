@@ -201,7 +201,9 @@ def build_keras_cnn(
 ) -> Any:
     """The A100 CIFAR-10 project's tf.keras CNN (params match its runs_agg.csv for every depth/width)."""
     _cnn_spatial(dataset, depth)
-    import tensorflow as tf
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
 
     keras = tf.keras
     c, h, w = dataset.input_shape

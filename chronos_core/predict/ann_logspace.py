@@ -108,7 +108,9 @@ class LogSpaceANN:
         if self.features not in FEATURE_SETS:
             raise unknown_choice("ANN feature set", self.features, FEATURE_SETS)
         os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-        import tensorflow as tf
+        from chronos_core._env import tensorflow
+
+        tf = tensorflow()
 
         X = FEATURE_SETS[self.features][0](table).to_numpy(dtype=np.float32)
         y = self._target(table)
@@ -219,3 +221,67 @@ def reproduce_a100(
         measured_s=y[fold.test_idx], pred_leaky_s=pred_all[fold.test_idx], pred_heldout_s=held
     )
     return pd.concat([reported, out], ignore_index=True), per_config.reset_index(drop=True)
+
+
+def _a100_oof(agg: pd.DataFrame, n_folds: int, epochs: int, seed: int) -> np.ndarray:
+    """Out-of-fold ANN predictions for every row of runs_agg, cached on disk (JSON) by data and settings."""
+    import json
+
+    from chronos_core.data import registry
+    from chronos_core.predict.splits import table_hash
+
+    key = f"a100-ann-oof-{table_hash(agg)}-{n_folds}-{epochs}-{seed}"
+    path = registry.cache_dir().parent / "models" / f"{key}.json"
+    if path.is_file():
+        try:
+            values = json.loads(path.read_text())
+            if len(values) == len(agg):
+                return np.asarray(values, dtype=float)
+        except (OSError, ValueError):
+            pass
+    perm = np.random.default_rng(seed).permutation(len(agg))
+    oof = np.full(len(agg), np.nan)
+    for k in range(n_folds):
+        test = perm[k::n_folds]
+        model = LogSpaceANN("a100", epochs=epochs, random_state=seed).fit(agg.iloc[np.setdiff1d(perm, test)])
+        oof[test] = model.predict_target(agg.iloc[test])
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(".part")
+        tmp.write_text(json.dumps(oof.tolist()))
+        tmp.replace(path)
+    except OSError:
+        pass
+    return oof
+
+
+def predict_a100_epoch_time(
+    candidates: pd.DataFrame, n_folds: int = 5, epochs: int = 200, seed: int = 0, upper_q: float = 0.8
+) -> tuple[np.ndarray, np.ndarray]:
+    """Their ANN's seconds per epoch for candidate configs, and an upper time at the `upper_q` quantile.
+
+    Trained on the A100 project's runs_agg.csv. A candidate that is one of its configs (same depth,
+    base_filters, batch_size) gets the out-of-fold prediction of a model that never saw it, so a plan
+    on predicted times is not a plan on memorised ones; other candidates get the model fitted on all
+    rows. The upper time is the prediction times the `upper_q` quantile of held-out measured/predicted.
+    """
+    from chronos_core.data import registry
+    from chronos_core.data.adapters import adapt_a100_agg
+
+    agg = adapt_a100_agg(registry.read("a100-runs-agg")).reset_index(drop=True)
+    keys = ["depth", "base_filters", "batch_size"]
+    if "param_count" not in candidates and "params" in candidates:
+        candidates = candidates.rename(columns={"params": "param_count"})
+    missing = [c for c in (*keys, "param_count") if c not in candidates]
+    if missing:
+        raise ChronosError(f"Candidates need columns {missing} for predicted A100 epoch times")
+    oof = _a100_oof(agg, n_folds, epochs, seed)
+    ratio_q = float(np.quantile(agg["epoch_time_s"].astype(float).to_numpy() / oof, upper_q))
+    index = {tuple(int(v) for v in row): i for i, row in enumerate(agg[keys].to_numpy())}
+    rows = [index.get(tuple(int(v) for v in row)) for row in candidates[keys].to_numpy()]
+    pred = np.array([oof[i] if i is not None else np.nan for i in rows], dtype=float)
+    unseen = np.isnan(pred)
+    if unseen.any():
+        full = LogSpaceANN("a100", epochs=epochs, random_state=seed).fit(agg)
+        pred[unseen] = full.predict_target(candidates[unseen])
+    return pred, pred * max(ratio_q, 1.0)

@@ -42,7 +42,9 @@ class KerasTiming:
 
 
 def _epoch_timer_callback():
-    import tensorflow as tf
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
 
     class EpochTimer(tf.keras.callbacks.Callback):
         """Wall time of each epoch (perf_counter around on_epoch_begin/on_epoch_end)."""
@@ -65,7 +67,9 @@ def set_keras_threads(threads: int | None) -> None:
     """Limit TensorFlow to `threads` (must run before TensorFlow executes anything)."""
     if threads is None:
         return
-    import tensorflow as tf
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
 
     try:
         tf.config.threading.set_intra_op_parallelism_threads(int(threads))
@@ -128,7 +132,9 @@ def time_keras_zoo_model(
             f"Model {spec.name} is a {spec.framework} model; time it with chronos_core.profiling.timers"
         )
     set_keras_threads(threads)
-    import tensorflow as tf
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
 
     data = Datasets.get(dataset)
     tf.keras.utils.set_random_seed(seed)
@@ -170,7 +176,9 @@ def time_a100_cnn(
 ) -> dict[str, Any]:
     """One run of the A100 project's workload -> a row in their runs.csv schema (plus device fields)."""
     set_keras_threads(threads)
-    import tensorflow as tf
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
 
     from chronos_core.catalog.models import Models
 
