@@ -33,6 +33,7 @@ from sklearn.ensemble import RandomForestRegressor
 from sklearn.model_selection import GroupKFold
 from xgboost import XGBRegressor
 
+from chronos_core.convergence.stopping import early_stopping_epoch as stop_epoch
 from chronos_core.errors import ChronosError
 
 ADAPTIVE_OPTIMIZERS = ("AdamW", "Adam", "Adafactor", "RMSprop")
@@ -114,19 +115,6 @@ def prefixes(frame: pd.DataFrame) -> list[list[float]]:
     from chronos_core.convergence.data import parse_prefix
 
     return [parse_prefix(v) for v in frame["val_loss_prefix"]]
-
-
-def stop_epoch(curve: Sequence[float], patience: int, min_delta: float) -> int | None:
-    """CHRONOS early stopping (see runner.early_stopping_epoch), duplicated here to keep models torch-free."""
-    best, wait = math.inf, 0
-    for epoch, value in enumerate(curve, start=1):
-        if value < best - min_delta:
-            best, wait = value, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                return epoch
-    return None
 
 
 def stop_epochs(curves: np.ndarray, patience: int, min_delta: float, max_epochs: int) -> np.ndarray:

@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from chronos_core.convergence.nets import NETS, build_model, param_count
+from chronos_core.convergence.stopping import early_stopping_epoch
 from chronos_core.convergence.tasks import load_task
 from chronos_core.errors import ChronosError, unknown_choice
 from chronos_core.probes import ProbeConfig, probe_model
@@ -74,20 +75,6 @@ class RunConfig:
     def config_key(self) -> str:
         """The run's configuration without its seed: repeats share it (group splits by it)."""
         return self.key.replace(f"|{self.batch_size}|{self.seed}|", f"|{self.batch_size}|*|")
-
-
-def early_stopping_epoch(curve: Sequence[float], patience: int, min_delta: float) -> int | None:
-    """Epoch (1-based) at which CHRONOS-style early stopping fires on `curve`, or None if it never does."""
-    best = math.inf
-    wait = 0
-    for epoch, value in enumerate(curve, start=1):
-        if value < best - min_delta:
-            best, wait = value, 0
-        else:
-            wait += 1
-            if wait >= patience:
-                return epoch
-    return None
 
 
 def reduction_epoch(curve: Sequence[float], initial: float, fraction: float) -> int | None:

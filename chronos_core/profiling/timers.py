@@ -315,22 +315,21 @@ def is_oom(exc: BaseException) -> bool:
     )
 
 
+def _features(cfg: TimingConfig, spec) -> dict[str, Any]:
+    """compute_features for a timing configuration, as a plain dict."""
+    from chronos_core.features import compute_features
+
+    precision = parse_precision(cfg.precision).label
+    feats = compute_features(cfg.model, spec, cfg.batch_size, precision, cfg.optimizer, **cfg.model_kwargs)
+    return feats.as_dict() if hasattr(feats, "as_dict") else dict(feats)
+
+
 def _check_fits(cfg: TimingConfig, spec, device: str) -> None:
     """Refuse early (one line) when the analytic memory estimate exceeds the device's free memory."""
     if not isinstance(cfg.model, str):
         return
     try:
-        from chronos_core.features import compute_features
-
-        feats = compute_features(
-            cfg.model,
-            spec,
-            cfg.batch_size,
-            parse_precision(cfg.precision).label,
-            cfg.optimizer,
-            **cfg.model_kwargs,
-        )
-        values = feats.as_dict() if hasattr(feats, "as_dict") else dict(feats)
+        values = _features(cfg, spec)
         need = float(values.get("total_state_bytes", 0)) + cfg.batch_size * float(
             values.get("act_bytes_per_sample", 0)
         )
@@ -488,18 +487,9 @@ def dataset_columns(spec, batch_size: int) -> dict[str, Any]:
 def feature_columns_for(cfg: TimingConfig, spec) -> dict[str, Any]:
     """Computational features of a zoo configuration (empty when the features package is unavailable)."""
     try:
-        from chronos_core.features import compute_features
+        values = _features(cfg, spec)
     except ImportError:
         return {}
-    feats = compute_features(
-        cfg.model,
-        spec,
-        cfg.batch_size,
-        parse_precision(cfg.precision).label,
-        cfg.optimizer,
-        **cfg.model_kwargs,
-    )
-    values = feats.as_dict() if hasattr(feats, "as_dict") else dict(feats)
     return {k: v for k, v in values.items() if not isinstance(v, dict | list)}
 
 
