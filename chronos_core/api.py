@@ -323,6 +323,33 @@ class TrainingTimePredictor:
         est = Estimate(mean, mean * (1 - spread), mean * (1 + spread), "ms/iteration")
         return _Measured(est, float(row["compute_ms"]), float(row["loader_wait_ms"]), row)
 
+    def _measure_keras_here(self, steps: int = 8, epochs: int = 4) -> _Measured:
+        """A clone of the Keras model fit on synthetic data for a few epochs (epoch 1 dropped)."""
+        from chronos_core._env import tensorflow
+        from chronos_core.profiling.keras_timer import time_keras_epochs
+
+        tf = tensorflow()
+        model = self.model if _is_module(self.model) else self.model.build(self.dataset, **self.model_kwargs)
+        clone = tf.keras.models.clone_model(model)
+        shape = tuple(int(d) for d in clone.input_shape[1:])
+        rng = np.random.default_rng(0)
+        n = self.batch_size * steps
+        x = rng.random((n, *shape), dtype=np.float32)
+        y = rng.integers(0, self.dataset.num_classes, n)
+        name = self.optimizer.name
+        opt = (
+            tf.keras.optimizers.SGD(self.learning_rate, momentum=0.9 if name == "SGD-momentum" else 0.0)
+            if name.startswith("SGD")
+            else name.lower()
+        )
+        timing = time_keras_epochs(clone, x, y, self.batch_size, epochs=epochs, optimizer=opt)
+        per_step = np.asarray(timing.epoch_times_s[1:]) * 1000.0 / steps
+        mean = float(per_step.mean())
+        spread = max(1.2816 * float(per_step.std() / mean), 0.05)
+        est = Estimate(mean, mean * (1 - spread), mean * (1 + spread), "ms/iteration")
+        row = {"framework": "keras", "epoch_times_s": timing.epoch_times_s, "steps_per_timed_epoch": steps}
+        return _Measured(est, mean, 0.0, row)
+
     def _predicted(self) -> pd.DataFrame:
         if self._time_pred is None:
             from chronos_core.predict.time_models import predict_time
@@ -338,9 +365,9 @@ class TrainingTimePredictor:
 
     def predict_iteration_time(self) -> Estimate:
         """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
-        if self.on_cpu and self.measure and self._torch_model:
+        if self.on_cpu and self.measure:
             if self._measured is None:
-                self._measured = self._measure_here()
+                self._measured = self._measure_here() if self._torch_model else self._measure_keras_here()
             return self._measured.batch_ms
         p = self._predicted().iloc[0]
         return Estimate(p["pred_batch_time_ms"], p["pred_batch_time_ms_lo"], p["pred_batch_time_ms_hi"],

@@ -135,3 +135,18 @@ def test_cli_bad_gpu_is_one_line(capsys):
     assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "T5"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.count("\n") == 0 and "T5" in err and "T4" in err
+
+
+def test_keras_model_is_measured_on_the_cpu_without_touching_the_users_model():
+    from chronos_core._env import tensorflow
+
+    tf = tensorflow()
+    layers = tf.keras.layers
+    net = tf.keras.Sequential([tf.keras.Input((8, 8, 1)), layers.Conv2D(4, 3, activation="relu"),
+                               layers.GlobalAveragePooling2D(), layers.Dense(10)])  # fmt: skip
+    data = {"name": "tiny-gray", "train_size": 640, "input_shape": (1, 8, 8), "num_classes": 10}
+    p = TrainingTimePredictor(model=net, dataset=data, optimizer="Adam", batch_size=32, gpu="cpu")
+    epoch = p.predict_epoch_time()
+    assert p.summary()["time_source"] == "measured here" and 0 < epoch.lo < epoch < epoch.hi
+    assert p.row()["family"] == "CNN" and p.row()["param_count"] == net.count_params()
+    assert getattr(net, "optimizer", None) is None  # timed on a clone
