@@ -325,3 +325,25 @@ def test_default_model_is_cached_on_disk_and_in_memory(tmp_path, monkeypatch, ta
     assert np.allclose(again.predict(table).pred_compute_ms, first.predict(table).pred_compute_ms)
     one = tm.predict_time(table.drop(columns=["compute_ms"]).iloc[0].to_dict(), again)
     assert len(one) == 1 and one.pred_compute_ms.iloc[0] > 0
+
+
+def test_transfer_oracle_is_exact_on_consistent_tables_and_not_on_noisy_ones():
+    from chronos_core.predict.evaluate import transfer_oracle
+
+    rows = []
+    for model, base in (("a", 10.0), ("b", 30.0)):
+        for batch in (16, 32, 64):
+            for device, speed in (("G1", 1.0), ("G2", 2.0), ("G3", 4.0)):
+                rows.append({"model": model, "batch_size": batch, "device": device,
+                             "compute_ms": base * batch / 16 / speed})  # fmt: skip
+    clean = pd.DataFrame(rows)
+    out = transfer_oracle(clean)
+    assert set(out["device"]) == {"G1", "G2", "G3"}
+    assert np.allclose(out["oracle_global_scale_mape"], 0, atol=1e-9)
+    noisy = clean.copy()
+    noisy.loc[noisy.device == "G3", "compute_ms"] *= np.where(
+        noisy[noisy.device == "G3"].model == "a", 1.0, 2.0
+    )
+    out = transfer_oracle(noisy).set_index("device")
+    assert out.loc["G3", "oracle_global_scale_mape"] > 10
+    assert out.loc["G3", "oracle_per_model_scale_mape"] == pytest.approx(0, abs=1e-9)

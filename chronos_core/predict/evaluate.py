@@ -134,6 +134,48 @@ def repeat_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
     return frame.groupby("device")["ape"].agg(mape="mean", median_ape="median").reset_index()
 
 
+def transfer_oracle(table: pd.DataFrame) -> pd.DataFrame:
+    """How well the best *other* GPU predicts each GPU when the scale is fitted on the GPU itself.
+
+    For a held-out GPU g and each reference GPU r, predict log compute time on g as the time of the
+    same configuration on r plus a constant fitted on g's own rows: one constant (global scale) or
+    one per model (per-model scale). These constants use the test GPU's measurements, so this is an
+    oracle no model without measurements on g can beat by much: a bound on what the table's
+    cross-GPU relationships support. Returns one row per held-out GPU with its best reference.
+    """
+    import numpy as np
+
+    from chronos_core.predict.splits import config_groups
+
+    frame = pd.DataFrame({
+        "cfg": config_groups(table, with_device=False), "device": table["device"].astype(str),
+        "model": table["model"].astype(str), "ly": np.log(table["compute_ms"].astype(float)),
+    })  # fmt: skip
+    wide = frame.groupby(["cfg", "device"])["ly"].mean().unstack()
+    model_of = frame.groupby("cfg")["model"].first()
+    rows = []
+    for gpu in wide.columns:
+        best = None
+        for ref in wide.columns.drop(gpu):
+            diff = (wide[gpu] - wide[ref]).dropna()
+            if diff.empty:
+                continue
+            global_ape = 100 * (np.exp(diff - diff.median()) - 1).abs().mean()
+            per_model = diff.groupby(model_of[diff.index].to_numpy()).transform("median")
+            model_ape = 100 * (np.exp(diff - per_model) - 1).abs().mean()
+            if best is None or global_ape < best["oracle_global_scale_mape"]:
+                best = {
+                    "device": gpu,
+                    "best_reference": ref,
+                    "configs": len(diff),
+                    "oracle_global_scale_mape": global_ape,
+                    "oracle_per_model_scale_mape": model_ape,
+                }
+        if best is not None:
+            rows.append(best)
+    return pd.DataFrame(rows)
+
+
 def canonical_model(name: str) -> str:
     """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
     from chronos_core.catalog.models import Models
