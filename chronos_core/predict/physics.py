@@ -44,7 +44,9 @@ PHYSICS_FEATURES = (
     "log_work_per_layer_sm",
     "log_params",
     "optimizer_state_ratio",
-    "conv_frac",
+    # conv_frac is used for the FP32/TF32 peak but is not a learned feature: the public tables carry no
+    # per-layer FLOPs, so it reads 1 for all their CNNs and would tell the learner which source a row
+    # came from instead of anything about the model (it sent our VGG16 rows 12% below the CHRONOS ones)
     "compute_capability",
     "has_tensor_cores",
     "log_peak_tflops",
