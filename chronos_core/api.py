@@ -134,11 +134,7 @@ def resolve_gpu(gpu: Any):
         return gpu
     if isinstance(gpu, dict):
         specs = dict(gpu)
-        name = str(specs.pop("name", "custom-gpu"))
-        existing = Devices.resolve(name)
-        if existing is not None and Devices.get(existing).source == "user":
-            return Devices.get(existing)
-        return custom_device(name, **specs)
+        return custom_device(str(specs.pop("name", "custom-gpu")), **specs)  # same name again: replaced
     if str(gpu).strip().lower() in ("cpu", "local", "localhost"):
         return local_cpu()
     return Devices.get(str(gpu))
@@ -240,9 +236,7 @@ class TrainingTimePredictor:
         self.precision = parse_precision(precision)
         self.gpu = resolve_gpu(gpu)
         self.patience = int(_positive("patience", patience, integer=True))
-        self.min_delta = float(min_delta)
-        if not (self.min_delta >= 0 and math.isfinite(self.min_delta)):
-            raise ChronosError(f"min_delta must be a number >= 0, got {min_delta!r}")
+        self.min_delta = 0.0 if min_delta == 0 else _positive("min_delta", min_delta)
         self.max_epochs = int(_positive("max_epochs", max_epochs, integer=True))
         self.measure = bool(measure)
         self.model_kwargs = dict(model_kwargs or {})

@@ -150,3 +150,23 @@ def test_keras_model_is_measured_on_the_cpu_without_touching_the_users_model():
     assert p.summary()["time_source"] == "measured here" and 0 < epoch.lo < epoch < epoch.hi
     assert p.row()["family"] == "CNN" and p.row()["param_count"] == net.count_params()
     assert getattr(net, "optimizer", None) is None  # timed on a clone
+
+
+def test_custom_gpu_given_again_under_the_same_name_uses_the_new_specs():
+    first = TrainingTimePredictor(
+        model="VGG16",
+        dataset="CIFAR100",
+        gpu={"name": "twice-gpu", "peak_fp32_tflops": 10, "memory_bandwidth_gbs": 300},
+    )
+    again = TrainingTimePredictor(
+        model="VGG16",
+        dataset="CIFAR100",
+        gpu={"name": "twice-gpu", "peak_fp32_tflops": 20, "memory_bandwidth_gbs": 300},
+    )
+    assert (first.gpu.peak_fp32_tflops, again.gpu.peak_fp32_tflops) == (10, 20)
+    with pytest.raises(ValueError, match="already in the catalog"):
+        TrainingTimePredictor(
+            model="VGG16",
+            dataset="CIFAR100",
+            gpu={"name": "T4", "peak_fp32_tflops": 20, "memory_bandwidth_gbs": 300},
+        )
