@@ -59,6 +59,7 @@ def run_notebook(path: Path, reuse: bool, output_dir: Path = EXECUTED_DIR, **par
             kernel_name="python3",
             progress_bar=False,
             log_output=False,
+            extra_arguments=["--IPKernelApp.log_level=ERROR"],  # no "kernel over TCP" warning per notebook
         )
     except papermill.PapermillExecutionError:
         raise ChronosError(f"Notebook {path.name} failed at {failed_cell(out)} (see {out})") from None
