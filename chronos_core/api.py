@@ -168,21 +168,15 @@ def _family(model: Any, features: dict[str, Any]) -> str:
 
 
 def device_row(spec) -> dict[str, Any]:
-    """Canonical device columns for a DeviceSpec (catalog name plus gpu_* spec columns)."""
+    """Canonical device columns for a DeviceSpec (catalog name, gpu_* columns, tensor peaks)."""
+    from chronos_core.catalog.devices import canonical_device_columns
+
     return {
         "device": spec.name,
-        "gpu_name": spec.name,
-        "gpu_sm_count": spec.sm_count or np.nan,
-        "gpu_boost_clock_mhz": spec.boost_clock_mhz,
-        "gpu_memory_gb": spec.memory_gb,
-        "gpu_mem_bandwidth_gbs": spec.memory_bandwidth_gbs,
-        "gpu_fp32_tflops": spec.peak_fp32_tflops,
-        "gpu_fp16_tflops": spec.peak_fp16_tflops,
-        "gpu_tensor_cores": spec.tensor_cores,
+        **canonical_device_columns(spec.as_dict()),
         "gpu_fp16_tensor_tflops": spec.peak_fp16_tensor_tflops,
         "gpu_tf32_tensor_tflops": spec.peak_tf32_tensor_tflops,
         "gpu_compute_capability": spec.compute_capability,
-        "gpu_price_per_hr": spec.price_per_hr_usd,
     }
 
 

@@ -220,7 +220,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"chronos: error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("chronos: interrupted", file=sys.stderr)
+        print("chronos: interrupted (rows already written are kept; run a sweep again to resume)",
+              file=sys.stderr)  # fmt: skip
         return 130
     except BrokenPipeError:
         return 0

@@ -203,7 +203,7 @@ def test_environment_and_provenance_sidecar(tmp_path):
 
 
 def test_cli_measure_prints_a_summary_and_bad_device_is_one_line(capsys):
-    from chronos_core.profiling.cli import main
+    from chronos_core.cli import main
 
     args = ["measure", "--model", "SimpleCNN", "--dataset", "digits", "--batch-size", "4", "--repeats", "3"]
     args += ["--iters", "1", "--warmup", "0", "--threads", "1"]

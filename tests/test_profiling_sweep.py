@@ -7,8 +7,8 @@ import json
 
 import pytest
 
+from chronos_core.cli import main as profiling_main
 from chronos_core.errors import ChronosError
-from chronos_core.profiling.cli import main as profiling_main
 from chronos_core.profiling.sweep import (
     CsvSink,
     config_id,

@@ -173,6 +173,26 @@ class DeviceSpec:
         return dataclasses.asdict(self)
 
 
+def canonical_device_columns(spec: Mapping[str, Any]) -> dict[str, Any]:
+    """The canonical gpu_* columns of a device, from `DeviceSpec.as_dict()` (or a dict of its fields).
+
+    gpu_fp16_tflops is the FP16 tensor peak where there is one (as in the public tables' FP16
+    column), else the plain FP16 peak.
+    """
+    get = spec.get
+    return {
+        "gpu_name": get("name"),
+        "gpu_sm_count": get("sm_count"),
+        "gpu_boost_clock_mhz": get("boost_clock_mhz"),
+        "gpu_memory_gb": get("memory_gb"),
+        "gpu_mem_bandwidth_gbs": get("memory_bandwidth_gbs"),
+        "gpu_fp32_tflops": get("peak_fp32_tflops"),
+        "gpu_fp16_tflops": get("peak_fp16_tensor_tflops") or get("peak_fp16_tflops"),
+        "gpu_tensor_cores": get("tensor_cores"),
+        "gpu_price_per_hr": get("price_per_hr_usd"),
+    }
+
+
 def _positive(value: float) -> bool:
     return isinstance(value, int | float) and value > 0 and math.isfinite(value)
 

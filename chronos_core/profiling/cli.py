@@ -1,7 +1,6 @@
 """Command-line verbs of the profiler: `measure` (one configuration), `sweep FILE`, `microbench`.
 
-The main `chronos` CLI adds them with `add_parsers(sub)`; `python -m chronos_core.profiling.cli`
-runs them on their own.
+The main `chronos` CLI adds them with `add_parsers(sub)` (and handles errors for them).
 """
 
 from __future__ import annotations
@@ -10,7 +9,6 @@ import argparse
 import json
 import shlex
 import sys
-from collections.abc import Sequence
 from pathlib import Path
 
 from chronos_core import _env  # noqa: F401
@@ -191,22 +189,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--repeats", type=int, default=5)
     m.add_argument("--threads", type=int, default=None)
     m.set_defaults(func=_cmd_microbench)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Run the profiling verbs without the rest of the CLI (same error handling as `chronos`)."""
-    parser = argparse.ArgumentParser(prog="chronos", description="Measure training time on this machine.")
-    add_parsers(parser.add_subparsers(dest="command", required=True, metavar="COMMAND"))
-    args = parser.parse_args(argv)
-    try:
-        return int(args.func(args) or 0)
-    except ChronosError as exc:
-        print(f"chronos: error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("chronos: interrupted (rows written so far are kept; run again to resume)", file=sys.stderr)
-        return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -495,22 +495,16 @@ def feature_columns_for(cfg: TimingConfig, spec) -> dict[str, Any]:
 
 def device_columns(env: Environment) -> dict[str, Any]:
     """The canonical gpu_* device columns from the catalog spec of the measuring device (CPU included)."""
+    from chronos_core.catalog.devices import canonical_device_columns
+
     spec = env.device_spec
-    get = spec.get
-    fp16 = get("peak_fp16_tensor_tflops") or get("peak_fp16_tflops")
+    out = canonical_device_columns(spec)
+    out["gpu_name"] = spec.get("name", env.device_name)
     return {
-        "gpu_name": get("name", env.device_name),
-        "device_kind": get("kind", ""),
-        "gpu_sm_count": get("sm_count"),
-        "gpu_boost_clock_mhz": get("boost_clock_mhz"),
-        "gpu_memory_gb": get("memory_gb"),
-        "gpu_mem_bandwidth_gbs": get("memory_bandwidth_gbs"),
-        "gpu_fp32_tflops": get("peak_fp32_tflops"),
-        "gpu_fp16_tflops": fp16,
-        "gpu_tensor_cores": get("tensor_cores"),
-        "gpu_price_per_hr": get("price_per_hr_usd"),
+        **out,
+        "device_kind": spec.get("kind", ""),
         "cpu_model": env.cpu_model,
-        "physical_cores": get("physical_cores"),
+        "physical_cores": spec.get("physical_cores"),
     }
 
 
