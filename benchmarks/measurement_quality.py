@@ -29,8 +29,8 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 
 from chronos_core.catalog.models import Models  # noqa: E402
-from chronos_core.profiling.aggregate import load_measured, median_cv  # noqa: E402
-from chronos_core.profiling.environment import capture_environment, device_slug  # noqa: E402
+from chronos_core.profiling.aggregate import load_measured, measured_folder, median_cv  # noqa: E402
+from chronos_core.profiling.environment import capture_environment  # noqa: E402
 from chronos_core.profiling.timers import TimingConfig, dataset_spec, time_training  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -160,14 +160,18 @@ def repeatability(device: str | None) -> pd.DataFrame:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--device-folder", default=None, help="meta_datasets/<folder> (default: this CPU's)")
+    parser.add_argument(
+        "--device-folder",
+        default=None,
+        help="meta_datasets/<folder> (default: this CPU's, else the committed one)",
+    )
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--iters", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
-    folder = args.device_folder or device_slug("cpu")
+    folder = args.device_folder or measured_folder("cpu")
     RESULTS.mkdir(exist_ok=True)
 
     rep, models, layers = repeatability(folder)

@@ -55,9 +55,12 @@ def test_required_gpus_are_present():
     assert set(required) <= set(Devices.names())
 
 
+ARCHITECTURES = {"Kepler", "Pascal", "Volta", "Turing", "Ampere", "Ada", "Hopper", "Blackwell"}
+
+
 def test_values_are_physically_consistent():
     for spec in _gpus():
-        assert spec.architecture in {"Pascal", "Volta", "Turing", "Ampere", "Ada", "Hopper", "Blackwell"}
+        assert spec.architecture in ARCHITECTURES
         assert spec.sm_count > 0 and spec.cuda_cores > 0 and spec.memory_gb > 0 and spec.tdp_w > 0
         assert spec.memory_bandwidth_gbs > 0 and spec.l2_cache_mb > 0 and spec.memory_bus_bits > 0
         # FP32 peak = cores x 2 x boost clock, within datasheet rounding
@@ -306,3 +309,21 @@ def test_device_table_and_text_table():
     assert lines[0].split()[:3] == ["name", "arch", "SMs"]
     assert any(line.startswith("H100-SXM ") for line in lines)
     assert "989.4" in text
+
+
+def test_recorded_device_is_registered_under_its_name():
+    record = {
+        "name": "cpu-recorded-elsewhere",
+        "kind": "cpu",
+        "peak_fp32_tflops": 0.08,
+        "sm_count": 0,
+        "memory_bandwidth_gbs": float("nan"),
+        "compute_capability": None,
+        "unknown_field": 1,
+    }
+    spec = devices.register_recorded_device(record)
+    assert spec is not None and spec.kind == "cpu" and spec.peak_fp32_tflops == 0.08
+    assert Devices.get("cpu-recorded-elsewhere") is spec and spec.compute_capability == ""
+    t4 = devices.register_recorded_device({"name": "Tesla T4", "peak_fp32_tflops": 1.0})
+    assert t4 is Devices.get("T4") and t4.peak_fp32_tflops == 8.1  # the catalog keeps its spec
+    assert devices.register_recorded_device({"kind": "cpu"}) is None

@@ -98,3 +98,18 @@ def test_add_features_fills_flops_from_the_configuration():
     out = add_features(rows)
     assert out.loc[1, "flops_train_per_batch"] == pytest.approx(2 * out.loc[0, "flops_train_per_batch"])
     assert out.loc[1, "optimizer_state_bytes"] > out.loc[0, "optimizer_state_bytes"] == 0
+
+
+def test_measured_folder_falls_back_to_the_committed_tables(tmp_path, monkeypatch):
+    from chronos_core.profiling import aggregate, environment
+
+    monkeypatch.setattr(aggregate, "META_DIR", tmp_path)
+    monkeypatch.setattr(environment, "device_slug", lambda device: "cpu-this-machine")
+    assert aggregate.measured_folder("cpu") == "cpu-this-machine"  # nothing committed anywhere
+    (tmp_path / "cpu-measured-elsewhere").mkdir()
+    (tmp_path / "cpu-measured-elsewhere" / "models.csv").write_text("config_id\n")
+    assert aggregate.measured_folder("cpu") == "cpu-measured-elsewhere"
+    assert aggregate.measured_folder("cpu", must_exist=False) == "cpu-this-machine"  # a sweep writes here
+    (tmp_path / "cpu-this-machine").mkdir()
+    (tmp_path / "cpu-this-machine" / "models.csv").write_text("config_id\n")
+    assert aggregate.measured_folder("cpu") == "cpu-this-machine"

@@ -277,6 +277,15 @@ _ALIASES = {
     "3090": "RTX3090",
     "4090": "RTX4090",
     "5090": "RTX5090",
+    "2080 Ti": "RTX2080Ti",
+    "3080": "RTX3080",
+    "4080": "RTX4080",
+    "A4500": "RTXA4500",
+    "A5000": "RTXA5000",
+    "RTX 6000 Ada Generation": "RTX6000Ada",
+    "RTX 6000 Ada": "RTX6000Ada",
+    "H100 NVL": "H100-NVL",
+    "H100-NVL-94GB": "H100-NVL",
 }
 # Normalized names that trigger (lazy) local CPU detection.
 _CPU_KEYS = ("cpu", "localcpu", "host")
@@ -521,6 +530,29 @@ def custom_device(name: str, *, aliases: Iterable[str] = (), **specs: object) ->
             values[field] = "" if value is None else str(value)
     spec = DeviceSpec(**values)
     return Devices.add(spec.name, spec, aliases=aliases)
+
+
+def register_recorded_device(record: Mapping[str, Any]) -> DeviceSpec | None:
+    """Register the device a measurement table recorded (its sidecar `device_spec`) under its name.
+
+    Rows measured on another machine (say a CPU this machine is not) then resolve to the device
+    they were measured on, not to a spec guessed from their columns. A name the catalog already
+    knows keeps its catalog spec; a record without a name is ignored.
+    """
+    fields = {f.name for f in dataclasses.fields(DeviceSpec)}
+    values = {k: v for k, v in record.items() if k in fields}
+    name = str(values.get("name") or "").strip()
+    if not name:
+        return None
+    if Devices.resolve(name) is not None:
+        return Devices.get(name)
+    for key in (*_INT_FIELDS, *_FLOAT_FIELDS):
+        if key in values:
+            values[key] = _number(key, values[key])
+    for key in fields - {*_INT_FIELDS, *_FLOAT_FIELDS}:
+        if key in values and values[key] is None:
+            values[key] = ""
+    return Devices.add(name, DeviceSpec(**values))
 
 
 # TechPowerUp-style columns (CHRONOS epoch-time tables, PreNeT GPUs.csv) -> DeviceSpec fields.

@@ -146,7 +146,14 @@ def summarize(preds: pd.DataFrame, by: str | list[str] | None = None) -> pd.Data
 
 
 def own_time_tables(root: Path | None = None) -> pd.DataFrame:
-    """Our own model-level measurements (`meta_datasets/*/models.csv`), canonical columns, or empty."""
+    """Our own model-level measurements (`meta_datasets/*/models.csv`), canonical columns, or empty.
+
+    The device each table recorded in its sidecar (`models.json`, `device_spec`) is registered, so
+    its rows resolve to the device they were measured on wherever they are read.
+    """
+    import json
+
+    from chronos_core.catalog.devices import register_recorded_device
     from chronos_core.data.registry import REPO_ROOT
 
     base = root or REPO_ROOT / "meta_datasets"
@@ -157,6 +164,9 @@ def own_time_tables(root: Path | None = None) -> pd.DataFrame:
             continue
         if "status" in frame:
             frame = frame[frame["status"].astype(str) == "ok"]
+        sidecar = path.with_suffix(".json")
+        if sidecar.exists():
+            register_recorded_device(json.loads(sidecar.read_text(encoding="utf-8")).get("device_spec") or {})
         frame["source"] = f"own:{path.parent.name}"
         if "device" not in frame:
             frame["device"] = frame.get("gpu_name", path.parent.name)

@@ -120,6 +120,22 @@ def measured_dirs() -> list[Path]:
     return sorted(p for p in META_DIR.iterdir() if p.is_dir() and any(p.glob("*.csv")))
 
 
+def measured_folder(device: str = "cpu", must_exist: bool = True) -> str:
+    """The meta_datasets/ folder to read for `device`: this machine's, or the committed one.
+
+    This machine's folder (`device_slug(device)`) when it holds a models table or `must_exist` is
+    False (a sweep is about to write there); else, reading committed results on another machine,
+    the first folder that holds one (this machine's name when none does).
+    """
+    from chronos_core.profiling.environment import device_slug
+
+    own = device_slug(device)
+    if not must_exist or (META_DIR / own / "models.csv").is_file():
+        return own
+    found = [d.name for d in measured_dirs() if (d / "models.csv").is_file()]
+    return found[0] if found else own
+
+
 def load_measured(table: str = "models", device: str | None = None, ok_only: bool = True) -> pd.DataFrame:
     """Our measured table(s) (`models` or `layers`) for one device folder or all, last row per config."""
     from chronos_core.profiling.sweep import read_sweep
