@@ -164,6 +164,49 @@ def test_unknown_gpu_is_built_from_its_columns():
     assert physics.resolve_spec({"gpu_name": "Tesla T4"}).name == "T4"
 
 
+def test_l2_cache_comes_from_catalog_then_column_then_generation():
+    assert physics.estimate_l2_mb(8.9, 568) == 72.0 and physics.estimate_l2_mb(6.1, 0) == 4.0
+    guess = physics.estimate_l2_mb
+    assert guess(np.nan, 0) < guess(np.nan, 320, 1700) < guess(np.nan, 320, 2500)  # Ada-class clock
+    row = {"device": "Mystery-9000", "gpu_fp32_tflops": 50.0, "gpu_mem_bandwidth_gbs": 1000.0}
+    assert physics.resolve_spec({**row, "gpu_l2_cache_mb": 64}).l2_cache_mb == 64
+    assert physics.resolve_spec({**row, "gpu_compute_capability": "9.0"}).l2_cache_mb == 50.0
+    frame = physics.physics_frame(pd.DataFrame([{**row, "gpu_name": "L40S", "device": "L40S"}, row]))
+    # L40S from the catalog; the mystery GPU has no tensor cores and no compute capability
+    assert frame["log_l2_mb"].tolist() == pytest.approx([np.log(96.0), np.log(3.0)])
+
+
+def test_l2_features_scale_with_the_working_set(table):
+    frame = physics.physics_frame(table)
+    assert set(physics.L2_FEATURES) <= set(frame) and set(physics.L2_FEATURES) <= set(
+        physics.PHYSICS_FEATURES
+    )
+    assert frame[list(physics.L2_FEATURES)].notna().all().all()
+    one = table[(table.device == "T4") & (table.model == "netA") & ~table.amp].drop_duplicates("batch_size")
+    ws = frame.loc[one.index, "log_act_ws_over_l2"].to_numpy()
+    assert np.diff(ws) == pytest.approx(
+        np.log(np.diff(one.batch_size.to_numpy()) + one.batch_size.to_numpy()[:-1])
+        - np.log(one.batch_size.to_numpy()[:-1])
+    )
+    t4, l40s = (
+        frame.loc[table.device == "T4", "log_params_over_l2"],
+        frame.loc[table.device == "L40S", "log_params_over_l2"],
+    )
+    assert t4.iloc[0] - l40s.iloc[0] == pytest.approx(np.log(96 / 4))
+
+
+def test_cpu_rows_have_no_l2_terms():
+    row = {
+        "device": "cpu",
+        "batch_size": 8,
+        "flops_train_per_batch": 1e9,
+        "param_count": 1e6,
+        "act_bytes_per_sample": 1e5,
+    }
+    frame = physics.physics_frame(pd.DataFrame([row]))
+    assert frame[list(physics.L2_FEATURES)].isna().all().all()
+
+
 # ------------------------------------------------------------------------------------------- models
 
 
@@ -177,6 +220,28 @@ def test_hardware_aware_transfers_to_an_unseen_gpu(table):
     assert list(pred.columns) == list(PRED_COLUMNS)
     err = metrics.regression_metrics(test.compute_ms, pred.pred_compute_ms)
     assert err["mape"] < 25.0  # the synthetic law is physics plus overhead: it must transfer
+
+
+def test_hardware_aware_refuses_unknown_features(table):
+    with pytest.raises(ChronosError, match="Unknown feature.*no_such_feature"):
+        HardwareAwareTimeModel(
+            n_estimators=5, calibration_folds=0, features=("log_batch", "no_such_feature")
+        ).fit(table)
+
+
+def test_nested_feature_selection_chooses_without_the_test_gpu(table):
+    from chronos_core.predict.evaluate import nested_feature_selection
+
+    small = table[table.device.isin(["A40", "T4", "V100-SXM2-16GB", "L40S"])]
+    candidates = {"roofline": physics.ROOFLINE_FEATURES, "batch_only": ("log_batch",)}
+    out = nested_feature_selection(small, candidates, n_estimators=30)
+    assert sorted(out.device) == ["A40", "L40S", "T4", "V100-SXM2-16GB"]
+    assert set(out.chosen) == {"roofline"}  # batch size alone cannot tell GPUs apart
+    for row in out.itertuples():
+        assert row.chosen_mape == getattr(row, f"outer_{row.chosen}")
+        assert row.inner_roofline < row.inner_batch_only
+    with pytest.raises(ChronosError, match="needs >= 3 GPUs"):
+        nested_feature_selection(table[table.device.isin(["A40", "T4"])], candidates, n_estimators=5)
 
 
 def test_hardware_aware_intervals_and_sum(fitted, table):
@@ -347,3 +412,34 @@ def test_transfer_oracle_is_exact_on_consistent_tables_and_not_on_noisy_ones():
     out = transfer_oracle(noisy).set_index("device")
     assert out.loc["G3", "oracle_global_scale_mape"] > 10
     assert out.loc["G3", "oracle_per_model_scale_mape"] == pytest.approx(0, abs=1e-9)
+
+
+def test_own_rows_resolve_to_the_device_they_were_measured_on(tmp_path):
+    import json
+
+    from chronos_core.predict.time_models import own_time_tables
+
+    folder = tmp_path / "cpu-some-other-host"
+    folder.mkdir()
+    row = {
+        "status": "ok",
+        "device": "cpu-some-other-host",
+        "model": "m",
+        "batch_size": 8,
+        "compute_ms": 5.0,
+        "flops_train_per_batch": 1e9,
+        "param_count": 1e6,
+        "gpu_fp32_tflops": 0.1,
+        "gpu_tensor_cores": 0,
+    }
+    pd.DataFrame([row]).to_csv(folder / "models.csv", index=False)
+    spec = {
+        "name": "cpu-some-other-host",
+        "kind": "cpu",
+        "peak_fp32_tflops": 0.1,
+        "memory_bandwidth_gbs": None,
+    }
+    (folder / "models.json").write_text(json.dumps({"device_spec": spec}))
+    own = own_time_tables(tmp_path)
+    assert own.source.tolist() == ["own:cpu-some-other-host"]
+    assert physics.physics_frame(own)["is_cpu"].tolist() == [1.0]

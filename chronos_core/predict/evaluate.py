@@ -7,11 +7,17 @@ existing files instead of fitting again, so notebooks rerun in seconds.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
+from chronos_core.errors import ChronosError
+from chronos_core.predict.hardware_aware import HardwareAwareTimeModel
+from chronos_core.predict.metrics import ape
+from chronos_core.predict.physics import PHYSICS_FEATURES, ROOFLINE_FEATURES
 from chronos_core.predict.splits import get_split
 from chronos_core.predict.time_models import cross_predict, make_time_model, summarize
 
@@ -143,7 +149,6 @@ def transfer_oracle(table: pd.DataFrame) -> pd.DataFrame:
     oracle no model without measurements on g can beat by much: a bound on what the table's
     cross-GPU relationships support. Returns one row per held-out GPU with its best reference.
     """
-    import numpy as np
 
     from chronos_core.predict.splits import config_groups
 
@@ -176,6 +181,60 @@ def transfer_oracle(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+# Feature sets the nested selection chooses between: the roofline set, then the L2 terms added.
+FEATURE_CANDIDATES: dict[str, tuple[str, ...]] = {
+    "roofline": ROOFLINE_FEATURES,
+    "roofline+l2_size": (*ROOFLINE_FEATURES, "log_l2_mb"),
+    "roofline+l2_size+act_ws": (*ROOFLINE_FEATURES, "log_l2_mb", "log_act_ws_over_l2"),
+    "roofline+l2": PHYSICS_FEATURES,
+}
+
+
+def _compute_mape(
+    table: pd.DataFrame, train: np.ndarray, test: np.ndarray, features: Sequence[str], n_estimators: int
+) -> float:
+    """Compute-time MAPE on `test` rows of the hardware-aware model fitted on `train` rows."""
+    model = HardwareAwareTimeModel(n_estimators=n_estimators, calibration_folds=0, features=features)
+    pred = model.fit(table[train]).predict(table[test])["pred_compute_ms"].to_numpy()
+    return float(np.nanmean(ape(table["compute_ms"].to_numpy(dtype=float)[test], pred)))
+
+
+def nested_feature_selection(
+    table: pd.DataFrame,
+    candidates: Mapping[str, Sequence[str]] | None = None,
+    n_estimators: int = 200,
+) -> pd.DataFrame:
+    """Leave-one-GPU-out where the feature set is chosen inside each fold, never on the test GPU.
+
+    For each held-out GPU, every candidate set is scored by an inner leave-one-GPU-out over the
+    remaining GPUs only; the winner is refitted on all of them and scored on the held-out GPU.
+    The mean of `chosen_mape` is an unbiased estimate of the chosen model's unseen-GPU error;
+    `outer_<set>` columns give every candidate's held-out error for reference (not used to choose).
+    """
+    candidates = dict(candidates or FEATURE_CANDIDATES)
+    devices = table["device"].astype(str).to_numpy()
+    gpus = sorted(set(devices))
+    if len(gpus) < 3:
+        raise ChronosError(f"nested_feature_selection needs >= 3 GPUs, got {len(gpus)}: {', '.join(gpus)}")
+    rows = []
+    for gpu in tqdm(gpus, desc="nested leave-one-GPU-out", leave=False):
+        row: dict[str, object] = {"device": gpu}
+        for name, feats in candidates.items():
+            train = devices != gpu
+            inner = [
+                _compute_mape(table, train & (devices != other), devices == other, feats, n_estimators)
+                for other in gpus
+                if other != gpu
+            ]
+            row[f"inner_{name}"] = float(np.mean(inner))
+            row[f"outer_{name}"] = _compute_mape(table, train, devices == gpu, feats, n_estimators)
+        chosen = min(candidates, key=lambda n: row[f"inner_{n}"])
+        row["chosen"] = chosen
+        row["chosen_mape"] = row[f"outer_{chosen}"]
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
 def canonical_model(name: str) -> str:
     """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
     from chronos_core.catalog.models import Models
@@ -189,7 +248,6 @@ def own_model_folds(table: pd.DataFrame, test_mask: pd.Series | list[bool]):
     Models are matched by catalog name, so a CHRONOS 'resnet50' row never trains a fold that tests
     our 'ResNet50'.
     """
-    import numpy as np
 
     from chronos_core.predict.splits import Fold
 

@@ -4,7 +4,9 @@ compute_ms = roofline time x exp(learned log-inefficiency). The roofline time is
 the precision in use and bytes / memory bandwidth (`physics.py`); what is learned (gradient
 boosting in log space) reads only unit-free or physical features that mean the same on any GPU:
 log roofline times, arithmetic intensity over the GPU's ridge point, work per layer per SM,
-kernel-count proxy, batch size, AMP, layer mix, architecture generation. A second booster on the
+kernel-count proxy, batch size, AMP, layer mix, architecture generation, and the L2 cache
+against the step's working set (activations, parameters), which decides how much traffic reaches
+DRAM on GPUs with 40-96 MB of L2. A second booster on the
 same features, monotone in the roofline times, predicts log compute time directly; the two are
 averaged in log space (the first extrapolates better to unseen GPUs, the second to unseen models).
 Loader wait depends on the host, not the GPU: it has its own model. 80% intervals for the batch
@@ -116,7 +118,8 @@ class HardwareAwareTimeModel:
 
     Hyperparameters: boosting size/depth/rate, `blend` (weight of the roofline-offset booster in
     the log-space average; the rest goes to the monotone direct booster), `coverage` of the
-    intervals, `calibration_folds` (inner folds over GPUs for the conformal residuals; 0 skips).
+    intervals, `calibration_folds` (inner folds over GPUs for the conformal residuals; 0 skips),
+    `features` (names from `physics_arrays`; default PHYSICS_FEATURES, roofline plus L2 terms).
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class HardwareAwareTimeModel:
         calibration_folds: int = 4,
         random_state: int = 0,
         n_jobs: int = 1,
+        features: tuple[str, ...] = PHYSICS_FEATURES,
     ):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -138,6 +142,7 @@ class HardwareAwareTimeModel:
         self.calibration_folds = calibration_folds
         self.random_state = random_state
         self.n_jobs = n_jobs
+        self.features = tuple(features)
 
     # ------------------------------------------------------------------ fitting
     def _params(self) -> dict:
@@ -153,7 +158,12 @@ class HardwareAwareTimeModel:
         )
 
     def _fit_parts(self, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray) -> dict:
-        feats = list(PHYSICS_FEATURES)
+        feats = list(self.features)
+        unknown = sorted(set(feats) - set(frame.columns))
+        if unknown:
+            raise ChronosError(
+                f"Unknown feature(s) {', '.join(unknown)}. Known: {', '.join(sorted(frame.columns))}"
+            )
         X = frame[feats].to_numpy(dtype=np.float32)
         parts: dict = {}
         ok = np.isfinite(compute) & (compute > 0) & np.isfinite(frame["log_t_roof_ms"].to_numpy())
@@ -173,7 +183,7 @@ class HardwareAwareTimeModel:
         return parts
 
     def _predict_parts(self, parts: dict, frame: dict | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
-        X = _matrix(frame, PHYSICS_FEATURES)
+        X = _matrix(frame, self.features)
         offset = np.asarray(frame["log_t_roof_ms"], dtype=float)
         log_eff = parts["eff"].get_booster().inplace_predict(X) + offset
         log_direct = parts["direct"].get_booster().inplace_predict(X)

@@ -30,10 +30,11 @@ SPEC_FIELDS = (
     "compute_capability",
     "has_tensor_cores",
     "is_cpu",
+    "l2_cache_mb",
 )
 FAMILIES = ("CNN", "MLP", "Transformer", "RNN")
-# Features the learned parts of the hardware-aware model read (all defined for any GPU with specs).
-PHYSICS_FEATURES = (
+# The roofline feature set (what the model read before the L2 terms; kept for the nested comparison).
+ROOFLINE_FEATURES = (
     "log_t_flop_ms",
     "log_t_mem_ms",
     "log_t_roof_ms",
@@ -54,6 +55,20 @@ PHYSICS_FEATURES = (
     "is_cpu",
     *(f"family_{f}" for f in FAMILIES),
 )
+# The on-chip L2 cache decides how much of a step's traffic reaches DRAM: Ada and Blackwell carry
+# 72-96 MB where Volta-Ampere GA10x carry 4-6 MB, and the roofline's DRAM time alone misses that.
+L2_FEATURES = ("log_l2_mb", "log_act_ws_over_l2", "log_params_over_l2")
+# Features the learned parts of the hardware-aware model read (all defined for any GPU with specs).
+# The L2 terms were chosen by nested leave-one-GPU-out (`evaluate.nested_feature_selection`).
+PHYSICS_FEATURES = (*ROOFLINE_FEATURES, *L2_FEATURES)
+# L2 cache (MB) by compute capability when neither the catalog nor a `gpu_l2_cache_mb` column gives
+# it: typical parts of each generation (Pascal GP10x, Volta, Turing, GA100, GA10x, Ada, Hopper,
+# Blackwell datacenter and GeForce).
+_L2_MB_BY_CC = {6: 4.0, 7.0: 6.0, 7.5: 5.5, 8.0: 40.0, 8.6: 6.0, 8.9: 72.0, 9: 50.0, 10: 126.0, 12: 96.0}
+# ... and when the compute capability is unknown too: no tensor cores (pre-Volta), tensor cores
+# (Volta to GA10x), or tensor cores boosting at >= 2.2 GHz, which only Ada and Blackwell do (24-96 MB).
+_L2_MB_NO_TENSOR, _L2_MB_TENSOR, _L2_MB_FAST_TENSOR = 3.0, 6.0, 48.0
+_ADA_CLOCK_MHZ = 2200.0
 # Tensor FLOPs per tensor core per clock (dense, FP16 in / FP32 accumulate) when a GPU is unknown
 # to the catalog: the GA10x/Ada value; Volta/Turing have 128, GA100 512, Hopper 1024.
 _TENSOR_FLOPS_PER_CORE_CLOCK = 256.0
@@ -67,6 +82,18 @@ def _num(value: Any) -> float:
     return out
 
 
+def estimate_l2_mb(compute_capability: float, tensor_cores: float, clock_mhz: float = math.nan) -> float:
+    """A rough L2 size (MB) for a GPU the catalog does not know, from its generation."""
+    if compute_capability > 0:
+        key = round(compute_capability, 1)
+        if key in _L2_MB_BY_CC:
+            return _L2_MB_BY_CC[key]
+        return _L2_MB_BY_CC.get(int(compute_capability), _L2_MB_TENSOR)
+    if not tensor_cores > 0:
+        return _L2_MB_NO_TENSOR
+    return _L2_MB_FAST_TENSOR if clock_mhz >= _ADA_CLOCK_MHZ else _L2_MB_TENSOR
+
+
 @functools.lru_cache(maxsize=4096)
 def _catalog_spec(name: str) -> DeviceSpec | None:
     canonical = Devices.resolve(name)
@@ -76,9 +103,10 @@ def _catalog_spec(name: str) -> DeviceSpec | None:
 def spec_from_columns(row: dict[str, Any]) -> DeviceSpec:
     """A DeviceSpec from canonical `gpu_*` columns for a GPU the catalog does not know.
 
-    Optional extra columns `gpu_fp16_tensor_tflops`, `gpu_tf32_tensor_tflops` and
-    `gpu_compute_capability` are used when present; otherwise an FP16 tensor peak is estimated
-    as tensor cores x boost clock x 256 FLOPs (GA10x/Ada rate), and TF32 as half of it.
+    Optional extra columns `gpu_fp16_tensor_tflops`, `gpu_tf32_tensor_tflops`,
+    `gpu_compute_capability` and `gpu_l2_cache_mb` are used when present; otherwise an FP16 tensor
+    peak is estimated as tensor cores x boost clock x 256 FLOPs (GA10x/Ada rate), TF32 as half of
+    it, and the L2 size from the generation (`estimate_l2_mb`).
     """
     name = str(row.get("device") or row.get("gpu_name") or "unknown-gpu")
     fp32 = _num(row.get("gpu_fp32_tflops"))
@@ -92,6 +120,9 @@ def spec_from_columns(row: dict[str, Any]) -> DeviceSpec:
     if not tf32 > 0:
         tf32 = tensor16 / 2.0
     cc = row.get("gpu_compute_capability")
+    l2 = _num(row.get("gpu_l2_cache_mb"))
+    if not l2 > 0:
+        l2 = estimate_l2_mb(_num(cc), tc, clock)
     return DeviceSpec(
         name=name,
         compute_capability="" if cc is None or (isinstance(cc, float) and math.isnan(cc)) else str(cc),
@@ -105,6 +136,7 @@ def spec_from_columns(row: dict[str, Any]) -> DeviceSpec:
         peak_tf32_tensor_tflops=tf32,
         memory_gb=_num(row.get("gpu_memory_gb")),
         memory_bandwidth_gbs=_num(row.get("gpu_mem_bandwidth_gbs")),
+        l2_cache_mb=l2,
         source="row gpu_* columns",
     )
 
@@ -131,6 +163,9 @@ def _spec_values(spec: DeviceSpec) -> dict[str, float]:
     except Exception:  # noqa: BLE001 - a spec with no usable peaks
         amp = bf16 = tf32 = fp32
     cc = _num(spec.compute_capability)
+    l2 = spec.l2_cache_mb
+    if not l2 > 0:
+        l2 = estimate_l2_mb(cc, float(spec.tensor_cores), spec.boost_clock_mhz)
     return {
         "peak_fp32_tflops": fp32,
         "peak_amp_tflops": amp,
@@ -141,6 +176,7 @@ def _spec_values(spec: DeviceSpec) -> dict[str, float]:
         "compute_capability": cc,
         "has_tensor_cores": float(spec.tensor_cores > 0 or tensor > 0),
         "is_cpu": float(is_cpu),
+        "l2_cache_mb": math.nan if is_cpu else l2,
     }
 
 
@@ -157,6 +193,7 @@ _DEVICE_KEY_COLUMNS = (
     "gpu_fp16_tensor_tflops",
     "gpu_tf32_tensor_tflops",
     "gpu_compute_capability",
+    "gpu_l2_cache_mb",
 )
 
 
@@ -281,6 +318,7 @@ def physics_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
         n_layers = layer_count(table)
         sms = np.where(spec["sm_count"] > 0, spec["sm_count"], 1.0)
         opt_ratio = _fill(_col(table, "optimizer_state_bytes") / param_bytes, 1.0)
+        l2_bytes = spec["l2_cache_mb"] * 1e6
         out = {
             "t_flop_ms": t_flop,
             "t_mem_ms": t_mem,
@@ -305,6 +343,9 @@ def physics_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
             "log_peak_tflops": np.log(peak),
             "log_bandwidth_gbs": np.log(bw),
             "is_cpu": spec["is_cpu"],
+            "log_l2_mb": np.log(spec["l2_cache_mb"]),
+            "log_act_ws_over_l2": np.log(act * batch / l2_bytes),
+            "log_params_over_l2": np.log(param_bytes / l2_bytes),
             **{f"family_{f}": (family == f).astype(float) for f in FAMILIES},
         }
     return {k: np.where(np.isfinite(v), v, np.nan).astype(float) for k, v in out.items()}

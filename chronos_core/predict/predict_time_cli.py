@@ -5,7 +5,9 @@ IN rows are in a registered public schema without measured columns: the canonica
 features, TechPowerUp-style GPU spec columns such as 'SM', 'FP32', 'GPU Memory Bandwidth (GB/s)').
 OUT repeats every input row and adds pred_batch_time_ms, pred_compute_ms, pred_loader_ms,
 pred_batch_time_ms_lo, pred_batch_time_ms_hi (80% interval) and `error` (empty when predicted).
-A GPU missing from the catalog is fine when its spec columns are given.
+A GPU missing from the catalog is fine when its spec columns are given; optional columns
+gpu_fp16_tensor_tflops, gpu_tf32_tensor_tflops, gpu_compute_capability and gpu_l2_cache_mb sharpen
+its prediction (otherwise estimated from its generation).
 """
 
 from __future__ import annotations
