@@ -167,6 +167,19 @@ def _family(model: Any, features: dict[str, Any]) -> str:
     return "MLP"
 
 
+def resolve_host(host: str | None) -> str | None:
+    """The canonical provider name for `host` (any case), None for an unknown host."""
+    from chronos_core.predict.columns import HOST_PROVIDERS
+
+    if host is None or (isinstance(host, str) and not host.strip()):
+        return None
+    for known in HOST_PROVIDERS:
+        if str(host).strip().lower() == known.lower():
+            return known
+    known_list = ", ".join(HOST_PROVIDERS)
+    raise ChronosError(f"Unknown host {host!r}. Known: {known_list} (or none for another host)")
+
+
 def device_row(spec) -> dict[str, Any]:
     """Canonical device columns for a DeviceSpec (catalog name, gpu_* columns, tensor peaks)."""
     from chronos_core.catalog.devices import canonical_device_columns
@@ -203,6 +216,8 @@ class TrainingTimePredictor:
     `patience`/`min_delta`/`max_epochs` define convergence (early stopping on validation loss).
     `measure`: on gpu='cpu', time a few real iterations here instead of predicting (default True).
     `model_kwargs` go to the zoo builder (e.g. depth=5 for the A100 project's CNN).
+    `host`: the cloud the GPU's host runs in ('RunPod', 'GCP'), which decides the loader wait;
+    None for a host the public tables do not cover.
     """
 
     def __init__(
@@ -221,6 +236,7 @@ class TrainingTimePredictor:
         momentum: float | None = None,
         measure: bool = True,
         model_kwargs: dict[str, Any] | None = None,
+        host: str | None = None,
     ) -> None:
         self.model = resolve_model(model)
         self.dataset = resolve_dataset(dataset)
@@ -234,6 +250,7 @@ class TrainingTimePredictor:
         self.max_epochs = int(_positive("max_epochs", max_epochs, integer=True))
         self.measure = bool(measure)
         self.model_kwargs = dict(model_kwargs or {})
+        self.host = resolve_host(host)
         self._features: dict[str, Any] | None = None
         self._measured: _Measured | None = None
         self._time_pred: pd.DataFrame | None = None
@@ -291,6 +308,7 @@ class TrainingTimePredictor:
             "batch_size": self.batch_size,
             "steps_per_epoch": self.steps_per_epoch,
             **device_row(self.gpu),
+            "host_provider": self.host,
         }
         return row
 

@@ -20,7 +20,7 @@ def _predictor(args: argparse.Namespace, gpu: str):
         model=args.model, dataset=args.dataset, optimizer=args.optimizer, batch_size=args.batch_size,
         learning_rate=args.lr, precision=args.precision, gpu=gpu, patience=args.patience,
         min_delta=args.min_delta, max_epochs=args.max_epochs, momentum=args.momentum,
-        measure=not args.no_measure,
+        measure=not args.no_measure, host=args.host,
     )  # fmt: skip
 
 
@@ -96,6 +96,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--min-delta", type=float, default=1e-4, help="early-stopping min_delta")
     p.add_argument("--max-epochs", type=int, default=200, help="cap on the number of epochs")
     p.add_argument("--no-measure", action="store_true", help="on --gpu cpu: predict instead of measuring")
+    p.add_argument("--host", default=None, help="cloud of the GPU's host (RunPod, GCP): sets the loader wait")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 

@@ -55,6 +55,7 @@ def test_spec_columns_get_units(mirror):
     t4 = canon[canon["gpu_name"] == "Tesla T4"].iloc[0]
     assert t4["gpu_fp32_tflops"] == pytest.approx(8.141)
     assert t4["gpu_mem_bandwidth_gbs"] == 320 and t4["gpu_sm_count"] == 40
+    assert t4["host_provider"] == "GCP" and "Provisioning" not in canon  # the host, kept for the loader model
 
 
 def test_convergence_tables_drop_ceil_derived_targets(mirror):

@@ -54,6 +54,19 @@ def test_faster_gpu_is_predicted_faster_and_custom_gpu_specs_work(mirror):
     assert math.isnan(_seed_example(gpu=custom).predict_total_time().cost_usd)  # no price given
 
 
+def test_the_host_sets_the_loader_wait(mirror):
+    gcp = _seed_example(host="gcp")
+    assert gcp.row()["host_provider"] == "GCP" and _seed_example().row()["host_provider"] is None
+    assert abs(gcp.predict_epoch_time() / MEASURED_T4_EPOCH_S - 1) < 0.15  # measured on a GCP host
+    # TinyImageNet batches: the public tables' RunPod hosts wait ~130 ms for data (median), GCP's ~1 ms
+    big = dict(model="ResNet50", dataset="TinyImageNet", batch_size=128)
+    loader = [
+        float(_seed_example(**big, host=h)._predicted()["pred_loader_ms"].iloc[0])  # noqa: SLF001
+        for h in ("GCP", "RunPod")
+    ]
+    assert loader[1] > 5 * loader[0], loader
+
+
 def test_user_module_and_custom_dataset(mirror):
     net = nn.Sequential(nn.Flatten(), nn.Linear(3 * 16 * 16, 64), nn.ReLU(), nn.Linear(64, 7))
     data = {"name": "tiny-images", "train_size": 1000, "input_shape": (3, 16, 16), "num_classes": 7}
@@ -87,6 +100,7 @@ def test_cpu_measures_on_the_spot():
         ({"dataset": "cifar1000"}, ["'cifar1000'", "CIFAR100"]),
         ({"optimizer": "lion"}, ["'lion'", "AdamW"]),
         ({"momentum": 1.5}, ["momentum", "1.5"]),
+        ({"host": "aws"}, ["'aws'", "RunPod", "GCP"]),
         ({"dataset": {"train_size": 10}}, ["input_shape", "num_classes"]),
     ],
 )

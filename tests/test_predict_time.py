@@ -233,7 +233,10 @@ def test_nested_feature_selection_chooses_without_the_test_gpu(table):
     from chronos_core.predict.evaluate import nested_feature_selection
 
     small = table[table.device.isin(["A40", "T4", "V100-SXM2-16GB", "L40S"])]
-    candidates = {"roofline": physics.ROOFLINE_FEATURES, "batch_only": ("log_batch",)}
+    candidates = {
+        "roofline": {"features": physics.ROOFLINE_FEATURES},
+        "batch_only": {"features": ("log_batch",)},
+    }
     out = nested_feature_selection(small, candidates, n_estimators=30)
     assert sorted(out.device) == ["A40", "L40S", "T4", "V100-SXM2-16GB"]
     assert set(out.chosen) == {"roofline"}  # batch size alone cannot tell GPUs apart
@@ -242,6 +245,10 @@ def test_nested_feature_selection_chooses_without_the_test_gpu(table):
         assert row.inner_roofline < row.inner_batch_only
     with pytest.raises(ChronosError, match="needs >= 3 GPUs"):
         nested_feature_selection(table[table.device.isin(["A40", "T4"])], candidates, n_estimators=5)
+    with pytest.raises(ChronosError, match="Unknown target 'loader'"):
+        nested_feature_selection(small, candidates, target="loader")
+    batch = nested_feature_selection(small, {"default": {}}, target="batch_time_ms", n_estimators=30)
+    assert (batch.chosen == "default").all() and (batch.chosen_mape < 25).all()
 
 
 def test_hardware_aware_intervals_and_sum(fitted, table):
@@ -443,3 +450,24 @@ def test_own_rows_resolve_to_the_device_they_were_measured_on(tmp_path):
     own = own_time_tables(tmp_path)
     assert own.source.tolist() == ["own:cpu-some-other-host"]
     assert physics.physics_frame(own)["is_cpu"].tolist() == [1.0]
+
+
+def test_loader_wait_follows_the_measured_host_or_else_the_provider(table):
+    hosts = table.assign(
+        host_provider=np.where(table.device.isin(["T4", "P100-PCIe-16GB", "V100-SXM2-16GB"]), "GCP", "RunPod")
+    )
+    runpod = hosts.host_provider == "RunPod"
+    hosts.loc[runpod, "loader_wait_ms"] *= 20  # the slow-loading hosts
+    hosts["batch_time_ms"] = hosts.compute_ms + hosts.loader_wait_ms
+    model = HardwareAwareTimeModel(n_estimators=60, calibration_folds=0).fit(hosts[hosts.device != "A40"])
+    a40 = hosts[hosts.device == "A40"]
+    measured = a40.loader_wait_ms.to_numpy()
+    as_runpod = model.predict(a40).pred_loader_ms.to_numpy()  # unseen GPU: the provider decides
+    as_gcp = model.predict(a40.assign(host_provider="GCP")).pred_loader_ms.to_numpy()
+    assert np.median(as_runpod / measured) == pytest.approx(1.0, rel=0.35)
+    assert np.median(as_runpod / as_gcp) > 5
+    t4 = hosts[hosts.device == "T4"]  # a measured host: its own loader model, with or without the provider
+    seen = model.predict(t4).pred_loader_ms.to_numpy()
+    assert np.allclose(seen, model.predict(t4.assign(host_provider=None)).pred_loader_ms.to_numpy())
+    assert np.median(seen / t4.loader_wait_ms.to_numpy()) == pytest.approx(1.0, rel=0.35)
+    assert np.median(model.predict(t4.assign(host_provider="RunPod")).pred_loader_ms.to_numpy() / seen) > 5

@@ -25,9 +25,9 @@ _SPEC_RENAMES = {
     "GPU Memory Bandwidth (GB/s)": "gpu_mem_bandwidth_gbs",
     "TC": "gpu_tensor_cores",
     "$/hr": "gpu_price_per_hr",
+    "Provisioning": "host_provider",  # the cloud the host ran in: loader wait is the host's
 }
 _SPEC_DROPS = [
-    "Provisioning",
     "Base Clock (MHz)",
     "Memory Clock (MHz)",
     "Memory Type",

@@ -7,3 +7,7 @@ PRED_COLUMNS = (
     "pred_batch_time_ms_lo",
     "pred_batch_time_ms_hi",
 )
+
+# Hosts (the public tables' `Provisioning`, canonical `host_provider`) the loader model knows; any
+# other or a missing provider reads as all zeros (unknown host).
+HOST_PROVIDERS = ("RunPod", "GCP")

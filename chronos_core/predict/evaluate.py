@@ -9,13 +9,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from tqdm.auto import tqdm
 
 from chronos_core.errors import ChronosError
-from chronos_core.predict.hardware_aware import HardwareAwareTimeModel
+from chronos_core.predict.hardware_aware import (
+    GPU_PROXY_LOADER_FEATURES,
+    LOADER_FEATURES,
+    HardwareAwareTimeModel,
+)
 from chronos_core.predict.metrics import ape
 from chronos_core.predict.physics import PHYSICS_FEATURES, ROOFLINE_FEATURES
 from chronos_core.predict.splits import get_split
@@ -181,36 +186,53 @@ def transfer_oracle(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# Feature sets the nested selection chooses between: the roofline set, then the L2 terms added.
-FEATURE_CANDIDATES: dict[str, tuple[str, ...]] = {
-    "roofline": ROOFLINE_FEATURES,
-    "roofline+l2_size": (*ROOFLINE_FEATURES, "log_l2_mb"),
-    "roofline+l2_size+act_ws": (*ROOFLINE_FEATURES, "log_l2_mb", "log_act_ws_over_l2"),
-    "roofline+l2": PHYSICS_FEATURES,
+# Model settings the nested selections choose between. Compute time: the roofline feature set, then
+# the L2 terms added. Batch time: the loader model reading GPU specs as a stand-in for the host, or
+# the host's provider instead.
+FEATURE_CANDIDATES: dict[str, dict[str, Any]] = {
+    "roofline": {"features": ROOFLINE_FEATURES},
+    "roofline+l2_size": {"features": (*ROOFLINE_FEATURES, "log_l2_mb")},
+    "roofline+l2_size+act_ws": {"features": (*ROOFLINE_FEATURES, "log_l2_mb", "log_act_ws_over_l2")},
+    "roofline+l2": {"features": PHYSICS_FEATURES},
 }
+LOADER_CANDIDATES: dict[str, dict[str, Any]] = {
+    "loader_gpu_specs": {"loader_features": GPU_PROXY_LOADER_FEATURES, "seen_loader_features": None},
+    "loader_host_provider": {"loader_features": LOADER_FEATURES, "seen_loader_features": None},
+}
+_PRED_OF = {"compute_ms": "pred_compute_ms", "batch_time_ms": "pred_batch_time_ms"}
 
 
-def _compute_mape(
-    table: pd.DataFrame, train: np.ndarray, test: np.ndarray, features: Sequence[str], n_estimators: int
+def _heldout_mape(
+    table: pd.DataFrame,
+    train: np.ndarray,
+    test: np.ndarray,
+    settings: Mapping[str, Any],
+    target: str,
+    n_estimators: int,
 ) -> float:
-    """Compute-time MAPE on `test` rows of the hardware-aware model fitted on `train` rows."""
-    model = HardwareAwareTimeModel(n_estimators=n_estimators, calibration_folds=0, features=features)
-    pred = model.fit(table[train]).predict(table[test])["pred_compute_ms"].to_numpy()
-    return float(np.nanmean(ape(table["compute_ms"].to_numpy(dtype=float)[test], pred)))
+    """MAPE of `target` on `test` rows of the hardware-aware model with `settings`, fitted on `train`."""
+    model = HardwareAwareTimeModel(n_estimators=n_estimators, calibration_folds=0, **settings)
+    pred = model.fit(table[train]).predict(table[test])[_PRED_OF[target]].to_numpy()
+    return float(np.nanmean(ape(table[target].to_numpy(dtype=float)[test], pred)))
 
 
 def nested_feature_selection(
     table: pd.DataFrame,
-    candidates: Mapping[str, Sequence[str]] | None = None,
+    candidates: Mapping[str, Mapping[str, Any]] | None = None,
+    target: str = "compute_ms",
     n_estimators: int = 200,
 ) -> pd.DataFrame:
-    """Leave-one-GPU-out where the feature set is chosen inside each fold, never on the test GPU.
+    """Leave-one-GPU-out where the model settings are chosen inside each fold, never on the test GPU.
 
-    For each held-out GPU, every candidate set is scored by an inner leave-one-GPU-out over the
-    remaining GPUs only; the winner is refitted on all of them and scored on the held-out GPU.
-    The mean of `chosen_mape` is an unbiased estimate of the chosen model's unseen-GPU error;
-    `outer_<set>` columns give every candidate's held-out error for reference (not used to choose).
+    `candidates` maps a name to HardwareAwareTimeModel keyword arguments (default: the compute
+    feature sets, FEATURE_CANDIDATES); `target` is compute_ms or batch_time_ms. For each held-out
+    GPU, every candidate is scored by an inner leave-one-GPU-out over the remaining GPUs only; the
+    winner is refitted on all of them and scored on the held-out GPU. The mean of `chosen_mape` is
+    an unbiased estimate of the chosen model's unseen-GPU error; `outer_<name>` columns give every
+    candidate's held-out error for reference (not used to choose).
     """
+    if target not in _PRED_OF:
+        raise ChronosError(f"Unknown target {target!r}. Known: {', '.join(_PRED_OF)}")
     candidates = dict(candidates or FEATURE_CANDIDATES)
     devices = table["device"].astype(str).to_numpy()
     gpus = sorted(set(devices))
@@ -219,15 +241,17 @@ def nested_feature_selection(
     rows = []
     for gpu in tqdm(gpus, desc="nested leave-one-GPU-out", leave=False):
         row: dict[str, object] = {"device": gpu}
-        for name, feats in candidates.items():
-            train = devices != gpu
+        train = devices != gpu
+        for name, settings in candidates.items():
             inner = [
-                _compute_mape(table, train & (devices != other), devices == other, feats, n_estimators)
+                _heldout_mape(
+                    table, train & (devices != other), devices == other, settings, target, n_estimators
+                )
                 for other in gpus
                 if other != gpu
             ]
             row[f"inner_{name}"] = float(np.mean(inner))
-            row[f"outer_{name}"] = _compute_mape(table, train, devices == gpu, feats, n_estimators)
+            row[f"outer_{name}"] = _heldout_mape(table, train, devices == gpu, settings, target, n_estimators)
         chosen = min(candidates, key=lambda n: row[f"inner_{n}"])
         row["chosen"] = chosen
         row["chosen_mape"] = row[f"outer_{chosen}"]

@@ -9,7 +9,8 @@ against the step's working set (activations, parameters), which decides how much
 DRAM on GPUs with 40-96 MB of L2. A second booster on the
 same features, monotone in the roofline times, predicts log compute time directly; the two are
 averaged in log space (the first extrapolates better to unseen GPUs, the second to unseen models).
-Loader wait depends on the host, not the GPU: it has its own model. 80% intervals for the batch
+Loader wait depends on the host, not the GPU: it has its own model, which reads the host's
+provider (`host_provider`, the public tables' `Provisioning`) and no GPU spec. 80% intervals for the batch
 time come from split-conformal quantiles of log-residuals predicted out of fold, with folds that
 leave whole GPUs out, so they are calibrated for the unseen-GPU case.
 """
@@ -23,12 +24,29 @@ import pandas as pd
 import xgboost as xgb
 
 from chronos_core.errors import ChronosError
+from chronos_core.predict.columns import HOST_PROVIDERS
 from chronos_core.predict.physics import PHYSICS_FEATURES, physics_arrays
 from chronos_core.predict.splits import config_groups
 
 log = logging.getLogger(__name__)
 
 LOADER_FEATURES = (
+    "log_batch",
+    "log_input_elems",
+    "log_dataset_size",
+    "log_params",
+    "log_flops_per_sample",
+    "amp",
+    "is_cpu",
+    "family_CNN",
+    "family_MLP",
+    "family_Transformer",
+    "family_RNN",
+    *(f"host_{h.lower()}" for h in HOST_PROVIDERS),
+)
+# The loader features that read GPU specs as a stand-in for the host: right for a GPU whose host
+# was measured (the specs then name that host), wrong for a new one.
+GPU_PROXY_LOADER_FEATURES = (
     "log_batch",
     "log_input_elems",
     "log_dataset_size",
@@ -44,6 +62,8 @@ LOADER_FEATURES = (
     "family_Transformer",
     "family_RNN",
 )
+# For hosts measured in training the GPU specs name the host: its own loader model reads them.
+SEEN_LOADER_FEATURES = GPU_PROXY_LOADER_FEATURES
 LOADER_FLOOR_MS = 0.05  # added before taking logs: loader waits of ~0 ms are common
 
 
@@ -85,6 +105,9 @@ def model_arrays(table: pd.DataFrame) -> dict[str, np.ndarray]:
             "log_flops_per_sample": np.log10(out["flops_per_batch"] / batch),
         }
     out.update({k: np.where(np.isfinite(v), v, np.nan) for k, v in extra.items()})
+    provider = _providers(table)
+    for host in HOST_PROVIDERS:
+        out[f"host_{host.lower()}"] = (provider == host.lower()).astype(float)
     return out
 
 
@@ -95,6 +118,25 @@ def model_frame(table: pd.DataFrame) -> pd.DataFrame:
 
 def _matrix(arrays: dict[str, np.ndarray] | pd.DataFrame, names: tuple[str, ...]) -> np.ndarray:
     return np.column_stack([np.asarray(arrays[n], dtype=np.float32) for n in names])
+
+
+def _providers(table: pd.DataFrame) -> np.ndarray:
+    """Each row's host provider, lower-case ('' when not given)."""
+    if "host_provider" not in table:
+        return np.full(len(table), "", dtype=object)
+    text = table["host_provider"].astype("string").fillna("").str.strip().str.lower()
+    return text.to_numpy(dtype=object)
+
+
+def _host_keys(table: pd.DataFrame) -> np.ndarray:
+    """'device|provider' per row: which measured host a row's loader wait belongs to."""
+    for key in ("device", "gpu_name"):
+        if key in table:
+            names = table[key].astype("string").fillna("").to_numpy(dtype=object)
+            break
+    else:
+        names = np.full(len(table), "", dtype=object)
+    return np.array([f"{n}|{p}" for n, p in zip(names, _providers(table), strict=True)], dtype=object)
 
 
 def _booster(params: dict, monotone: tuple[int, ...] | None = None) -> xgb.XGBRegressor:
@@ -119,7 +161,11 @@ class HardwareAwareTimeModel:
     Hyperparameters: boosting size/depth/rate, `blend` (weight of the roofline-offset booster in
     the log-space average; the rest goes to the monotone direct booster), `coverage` of the
     intervals, `calibration_folds` (inner folds over GPUs for the conformal residuals; 0 skips),
-    `features` (names from `physics_arrays`; default PHYSICS_FEATURES, roofline plus L2 terms).
+    `features` (names from `physics_arrays`; default PHYSICS_FEATURES, roofline plus L2 terms),
+    `loader_features` (default LOADER_FEATURES: host-side features and the host's provider, used
+    for hosts not in the training rows) and `seen_loader_features` (default SEEN_LOADER_FEATURES,
+    which add GPU specs, used for measured hosts: same device and provider, or same device with
+    the provider not given; None: one loader model for all).
     """
 
     def __init__(
@@ -133,6 +179,8 @@ class HardwareAwareTimeModel:
         random_state: int = 0,
         n_jobs: int = 1,
         features: tuple[str, ...] = PHYSICS_FEATURES,
+        loader_features: tuple[str, ...] = LOADER_FEATURES,
+        seen_loader_features: tuple[str, ...] | None = SEEN_LOADER_FEATURES,
     ):
         self.n_estimators = n_estimators
         self.max_depth = max_depth
@@ -143,6 +191,8 @@ class HardwareAwareTimeModel:
         self.random_state = random_state
         self.n_jobs = n_jobs
         self.features = tuple(features)
+        self.loader_features = tuple(loader_features)
+        self.seen_loader_features = None if seen_loader_features is None else tuple(seen_loader_features)
 
     # ------------------------------------------------------------------ fitting
     def _params(self) -> dict:
@@ -157,9 +207,13 @@ class HardwareAwareTimeModel:
             n_jobs=self.n_jobs,
         )
 
-    def _fit_parts(self, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray) -> dict:
+    def _fit_parts(
+        self, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray, hosts: np.ndarray
+    ) -> dict:
         feats = list(self.features)
-        unknown = sorted(set(feats) - set(frame.columns))
+        unknown = sorted(
+            set(feats).union(self.loader_features, self.seen_loader_features or ()) - set(frame.columns)
+        )
         if unknown:
             raise ChronosError(
                 f"Unknown feature(s) {', '.join(unknown)}. Known: {', '.join(sorted(frame.columns))}"
@@ -178,11 +232,19 @@ class HardwareAwareTimeModel:
         parts["direct"] = _booster(self._params(), mono).fit(X[ok], y)
         okl = np.isfinite(loader) & (loader >= 0)
         if okl.sum() >= 5:
-            XL = frame[list(LOADER_FEATURES)].to_numpy(dtype=np.float32)
-            parts["loader"] = _booster(self._params()).fit(XL[okl], np.log(loader[okl] + LOADER_FLOOR_MS))
+            y_loader = np.log(loader[okl] + LOADER_FLOOR_MS)
+            XL = frame[list(self.loader_features)].to_numpy(dtype=np.float32)
+            parts["loader"] = _booster(self._params()).fit(XL[okl], y_loader)
+            if self.seen_loader_features is not None:
+                XS = frame[list(self.seen_loader_features)].to_numpy(dtype=np.float32)
+                parts["loader_seen"] = _booster(self._params()).fit(XS[okl], y_loader)
+                # a measured host, and its device with the provider left blank (the best guess then)
+                parts["seen_hosts"] = frozenset(hosts[okl]) | {k.split("|")[0] + "|" for k in hosts[okl]}
         return parts
 
-    def _predict_parts(self, parts: dict, frame: dict | pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    def _predict_parts(
+        self, parts: dict, frame: dict | pd.DataFrame, hosts: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
         X = _matrix(frame, self.features)
         offset = np.asarray(frame["log_t_roof_ms"], dtype=float)
         log_eff = parts["eff"].get_booster().inplace_predict(X) + offset
@@ -191,10 +253,15 @@ class HardwareAwareTimeModel:
         compute = np.exp(log_c)
         compute[~np.isfinite(offset)] = np.nan
         if "loader" in parts:
-            XL = _matrix(frame, LOADER_FEATURES)
-            loader = np.maximum(
-                np.exp(parts["loader"].get_booster().inplace_predict(XL)) - LOADER_FLOOR_MS, 0.0
-            )
+            log_loader = parts["loader"].get_booster().inplace_predict(_matrix(frame, self.loader_features))
+            if "loader_seen" in parts:
+                seen = np.isin(hosts, list(parts["seen_hosts"]))
+                if seen.any():
+                    XS = _matrix(frame, self.seen_loader_features)
+                    log_loader = np.where(
+                        seen, parts["loader_seen"].get_booster().inplace_predict(XS), log_loader
+                    )
+            loader = np.maximum(np.exp(log_loader) - LOADER_FLOOR_MS, 0.0)
         else:
             loader = np.zeros(len(offset))
         return compute, loader
@@ -209,7 +276,7 @@ class HardwareAwareTimeModel:
             table["loader_wait_ms"] if "loader_wait_ms" in table else pd.Series(np.nan, index=table.index)
         )
         loader = pd.to_numeric(loader_col, errors="coerce").to_numpy(dtype=float)
-        self.parts_ = self._fit_parts(frame, compute, loader)
+        self.parts_ = self._fit_parts(frame, compute, loader, _host_keys(table))
         self.n_train_ = int(np.isfinite(compute).sum())
         self.log_residual_q_ = self._calibrate(table, frame, compute, loader)
         return self
@@ -232,14 +299,15 @@ class HardwareAwareTimeModel:
             groups = config_groups(table, with_device=False)
             folds = groups % self.calibration_folds
         batch = compute + np.nan_to_num(loader, nan=0.0)
+        names = _host_keys(table)
         res = np.full(len(table), np.nan)
         for k in np.unique(folds):
             test = folds == k
             try:
-                parts = self._fit_parts(frame[~test], compute[~test], loader[~test])
+                parts = self._fit_parts(frame[~test], compute[~test], loader[~test], names[~test])
             except ChronosError:
                 continue
-            c, ld = self._predict_parts(parts, frame[test])
+            c, ld = self._predict_parts(parts, frame[test], names[test])
             res[test] = np.log(batch[test]) - np.log(c + ld)
         self.calibration_residuals_ = res
         return _conformal_quantiles(res, self.coverage)
@@ -249,7 +317,7 @@ class HardwareAwareTimeModel:
         """Predicted compute, loader and batch time (ms) with the interval, indexed like `table`."""
         if not hasattr(self, "parts_"):
             raise ChronosError("HardwareAwareTimeModel is not fitted; call fit(table) first")
-        compute, loader = self._predict_parts(self.parts_, model_arrays(table))
+        compute, loader = self._predict_parts(self.parts_, model_arrays(table), _host_keys(table))
         batch = compute + loader
         lo, hi = self.log_residual_q_
         return pd.DataFrame(

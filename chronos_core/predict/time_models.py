@@ -284,7 +284,8 @@ def predict_time(rows: pd.DataFrame | dict, model: TimeModel | None = None) -> p
     if isinstance(rows, dict):  # one configuration: keep only what the models read (fast path)
         from chronos_core.predict.physics import INPUT_COLUMNS
 
-        wanted = INPUT_COLUMNS | {"input_shape", "seq_len", "dataset_size", "model", "dataset"}
+        extra = {"input_shape", "seq_len", "dataset_size", "model", "dataset", "host_provider"}
+        wanted = INPUT_COLUMNS | extra
         rows = {k: [v] for k, v in rows.items() if k in wanted}
     frame = pd.DataFrame(rows) if isinstance(rows, dict) else rows
     model = model or default_model()
