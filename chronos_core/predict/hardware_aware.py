@@ -30,37 +30,25 @@ from chronos_core.predict.splits import config_groups
 
 log = logging.getLogger(__name__)
 
-LOADER_FEATURES = (
+# What the step asks of the host (batch, sample size, dataset, model size, AMP) and its kind.
+_LOADER_WORKLOAD = (
     "log_batch",
     "log_input_elems",
     "log_dataset_size",
     "log_params",
     "log_flops_per_sample",
     "amp",
-    "is_cpu",
-    "family_CNN",
-    "family_MLP",
-    "family_Transformer",
-    "family_RNN",
-    *(f"host_{h.lower()}" for h in HOST_PROVIDERS),
 )
+_LOADER_KIND = ("is_cpu", "family_CNN", "family_MLP", "family_Transformer", "family_RNN")
+LOADER_FEATURES = (*_LOADER_WORKLOAD, *_LOADER_KIND, *(f"host_{h.lower()}" for h in HOST_PROVIDERS))
 # The loader features that read GPU specs as a stand-in for the host: right for a GPU whose host
 # was measured (the specs then name that host), wrong for a new one.
 GPU_PROXY_LOADER_FEATURES = (
-    "log_batch",
-    "log_input_elems",
-    "log_dataset_size",
-    "log_params",
-    "log_flops_per_sample",
-    "amp",
+    *_LOADER_WORKLOAD,
     "log_bandwidth_gbs",
     "log_peak_tflops",
     "compute_capability",
-    "is_cpu",
-    "family_CNN",
-    "family_MLP",
-    "family_Transformer",
-    "family_RNN",
+    *_LOADER_KIND,
 )
 # For hosts measured in training the GPU specs name the host: its own loader model reads them.
 SEEN_LOADER_FEATURES = GPU_PROXY_LOADER_FEATURES
