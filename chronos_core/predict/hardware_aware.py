@@ -112,19 +112,18 @@ def _providers(table: pd.DataFrame) -> np.ndarray:
     """Each row's host provider, lower-case ('' when not given)."""
     if "host_provider" not in table:
         return np.full(len(table), "", dtype=object)
-    text = table["host_provider"].astype("string").fillna("").str.strip().str.lower()
-    return text.to_numpy(dtype=object)
+    values = table["host_provider"].to_numpy(dtype=object)
+    return np.array(["" if pd.isna(v) else str(v).strip().lower() for v in values], dtype=object)
 
 
 def _host_keys(table: pd.DataFrame) -> np.ndarray:
     """'device|provider' per row: which measured host a row's loader wait belongs to."""
-    for key in ("device", "gpu_name"):
-        if key in table:
-            names = table[key].astype("string").fillna("").to_numpy(dtype=object)
-            break
-    else:
-        names = np.full(len(table), "", dtype=object)
-    return np.array([f"{n}|{p}" for n, p in zip(names, _providers(table), strict=True)], dtype=object)
+    key = "device" if "device" in table else "gpu_name" if "gpu_name" in table else None
+    names = table[key].to_numpy(dtype=object) if key else np.full(len(table), "", dtype=object)
+    providers = _providers(table)
+    return np.array(
+        [f"{'' if pd.isna(n) else n}|{p}" for n, p in zip(names, providers, strict=True)], dtype=object
+    )
 
 
 def _booster(params: dict, monotone: tuple[int, ...] | None = None) -> xgb.XGBRegressor:
