@@ -471,3 +471,13 @@ def test_loader_wait_follows_the_measured_host_or_else_the_provider(table):
     assert np.allclose(seen, model.predict(t4.assign(host_provider=None)).pred_loader_ms.to_numpy())
     assert np.median(seen / t4.loader_wait_ms.to_numpy()) == pytest.approx(1.0, rel=0.35)
     assert np.median(model.predict(t4.assign(host_provider="RunPod")).pred_loader_ms.to_numpy() / seen) > 5
+
+
+def test_repeat_floors_are_exact_on_a_small_table():
+    from chronos_core.predict.evaluate import repeat_noise_floor
+
+    rows = [{"model": "m", "batch_size": 8, "device": "G", "learning_rate": lr, "compute_ms": ms}
+            for lr, ms in ((0.1, 1.0), (0.01, 1.0), (0.001, 4.0))]  # fmt: skip
+    floor = repeat_noise_floor(pd.DataFrame(rows)).iloc[0]
+    # other repeats' means: 2.5, 2.5, 1.0 -> APE 150, 150, 75; best single value 1.0 -> APE 0, 0, 75
+    assert floor["mape"] == pytest.approx(125.0) and floor["best_constant_mape"] == pytest.approx(25.0)
