@@ -258,6 +258,8 @@ def test_hardware_aware_intervals_and_sum(fitted, table):
     assert (pred.pred_batch_time_ms_hi > pred.pred_batch_time_ms).all()
     lo, hi = fitted.log_residual_q_
     assert lo < 0 < hi
+    assert set(fitted.regime_q_) == {"seen", "unseen_gpu", "unseen_model", "unseen_gpu_model"}
+    assert all(q[0] < 0 < q[1] for q in fitted.regime_q_.values())
     with pytest.raises(ChronosError, match="not fitted"):
         HardwareAwareTimeModel().predict(table)
 
@@ -481,3 +483,22 @@ def test_repeat_floors_are_exact_on_a_small_table():
     floor = repeat_noise_floor(pd.DataFrame(rows)).iloc[0]
     # other repeats' means: 2.5, 2.5, 1.0 -> APE 150, 150, 75; best single value 1.0 -> APE 0, 0, 75
     assert floor["mape"] == pytest.approx(125.0) and floor["best_constant_mape"] == pytest.approx(25.0)
+
+
+def test_intervals_follow_what_the_model_has_seen(fitted, table):
+    row = table.iloc[[0]]
+    cases = {
+        "seen": row,
+        "unseen_gpu": row.assign(device="RTX4090", gpu_name="RTX4090"),
+        "unseen_model": row.assign(model="brand-new-net"),
+        "unseen_gpu_model": row.assign(device="RTX4090", gpu_name="RTX4090", model="brand-new-net"),
+    }
+    for regime, case in cases.items():
+        assert fitted.regimes(case).tolist() == [regime]
+        pred = fitted.predict(case).iloc[0]
+        lo, hi = fitted.regime_q_[regime]
+        assert pred.pred_batch_time_ms_lo == pytest.approx(pred.pred_batch_time_ms * np.exp(lo))
+        assert pred.pred_batch_time_ms_hi == pytest.approx(pred.pred_batch_time_ms * np.exp(hi))
+    assert fitted.regimes(row.assign(model="RESNET-50")).tolist() == ["unseen_model"]
+    width = {r: q[1] - q[0] for r, q in fitted.regime_q_.items()}
+    assert width["seen"] < width["unseen_gpu_model"]  # new configs of known GPUs and models are easiest

@@ -52,6 +52,8 @@ GPU_PROXY_LOADER_FEATURES = (
 )
 # For hosts measured in training the GPU specs name the host: its own loader model reads them.
 SEEN_LOADER_FEATURES = GPU_PROXY_LOADER_FEATURES
+# Interval regimes: how a row relates to the training rows (its GPU and its model seen or not).
+REGIMES = ("seen", "unseen_gpu", "unseen_model", "unseen_gpu_model")
 LOADER_FLOOR_MS = 0.05  # added before taking logs: loader waits of ~0 ms are common
 
 
@@ -116,14 +118,28 @@ def _providers(table: pd.DataFrame) -> np.ndarray:
     return np.array(["" if pd.isna(v) else str(v).strip().lower() for v in values], dtype=object)
 
 
-def _host_keys(table: pd.DataFrame) -> np.ndarray:
-    """'device|provider' per row: which measured host a row's loader wait belongs to."""
+def _device_names(table: pd.DataFrame) -> np.ndarray:
+    """Each row's device name (`device`, else `gpu_name`; '' when neither is given)."""
     key = "device" if "device" in table else "gpu_name" if "gpu_name" in table else None
     names = table[key].to_numpy(dtype=object) if key else np.full(len(table), "", dtype=object)
-    providers = _providers(table)
-    return np.array(
-        [f"{'' if pd.isna(n) else n}|{p}" for n, p in zip(names, providers, strict=True)], dtype=object
-    )
+    return np.array(["" if pd.isna(n) else str(n) for n in names], dtype=object)
+
+
+def _model_names(table: pd.DataFrame) -> np.ndarray:
+    """Each row's model as its catalog name ('resnet50' and 'ResNet50' are one); '' when not given."""
+    from chronos_core.catalog.models import Models
+
+    if "model" not in table:
+        return np.full(len(table), "", dtype=object)
+    names = table["model"].to_numpy(dtype=object)
+    lookup = {n: Models.resolve(str(n)) or str(n) for n in set(names) if not pd.isna(n)}
+    return np.array([lookup.get(n, "") if not pd.isna(n) else "" for n in names], dtype=object)
+
+
+def _host_keys(table: pd.DataFrame) -> np.ndarray:
+    """'device|provider' per row: which measured host a row's loader wait belongs to."""
+    names, providers = _device_names(table), _providers(table)
+    return np.array([f"{n}|{p}" for n, p in zip(names, providers, strict=True)], dtype=object)
 
 
 def _booster(params: dict, monotone: tuple[int, ...] | None = None) -> xgb.XGBRegressor:
@@ -265,39 +281,81 @@ class HardwareAwareTimeModel:
         loader = pd.to_numeric(loader_col, errors="coerce").to_numpy(dtype=float)
         self.parts_ = self._fit_parts(frame, compute, loader, _host_keys(table))
         self.n_train_ = int(np.isfinite(compute).sum())
+        self.train_devices_ = frozenset(_device_names(table))
+        self.train_models_ = frozenset(_model_names(table))
         self.log_residual_q_ = self._calibrate(table, frame, compute, loader)
         return self
 
     def _calibrate(
         self, table: pd.DataFrame, frame: pd.DataFrame, compute: np.ndarray, loader: np.ndarray
     ) -> tuple[float, float]:
-        """Out-of-fold log-residuals of batch time, folds leaving whole GPUs (else configs) out."""
+        """Out-of-fold log-residuals of batch time per regime; returns the unseen-GPU quantiles.
+
+        Regimes (REGIMES) and their folds: `seen` (configurations of GPUs and models in training:
+        folds over configurations), `unseen_gpu` (folds leaving whole GPUs out), `unseen_model`
+        (whole models out; one at a time when there are at most 2k), `unseen_gpu_model` (a GPU
+        half and a model half out together, trained on the rows with neither: a quarter of the
+        data, so on the wide side). A regime whose folds cannot be built (fewer than 3 GPUs or
+        models) borrows the widest quantiles of those that could.
+        """
+        self.regime_q_ = {}
         if self.calibration_folds < 2:
-            return (np.log(0.5), np.log(2.0))
-        devices = table["device"].astype(str).to_numpy() if "device" in table else None
-        if devices is not None and len(set(devices)) >= 3:
-            uniq = np.array(sorted(set(devices)))
-            rng = np.random.default_rng(self.random_state)
-            fold_of = dict(
-                zip(rng.permutation(uniq), np.arange(len(uniq)) % self.calibration_folds, strict=True)
-            )
-            folds = np.array([fold_of[d] for d in devices])
-        else:
-            groups = config_groups(table, with_device=False)
-            folds = groups % self.calibration_folds
+            self.regime_q_ = dict.fromkeys(REGIMES, (np.log(0.5), np.log(2.0)))
+            return self.regime_q_["unseen_gpu"]
+        k = self.calibration_folds
         batch = compute + np.nan_to_num(loader, nan=0.0)
-        names = _host_keys(table)
-        res = np.full(len(table), np.nan)
-        for k in np.unique(folds):
-            test = folds == k
-            try:
-                parts = self._fit_parts(frame[~test], compute[~test], loader[~test], names[~test])
-            except ChronosError:
-                continue
-            c, ld = self._predict_parts(parts, frame[test], names[test])
-            res[test] = np.log(batch[test]) - np.log(c + ld)
-        self.calibration_residuals_ = res
-        return _conformal_quantiles(res, self.coverage)
+        hosts = _host_keys(table)
+        gpu_fold = self._group_folds(_device_names(table), k)
+        models = _model_names(table)
+        # few models: leave one out, as an unseen model will be (k folds would drop a third of them)
+        model_fold = self._group_folds(models, max(k, len(set(models))) if len(set(models)) <= 2 * k else k)
+        schemes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
+            "seen": [
+                (f != i, f == i) for f in [config_groups(table, with_device=False) % k] for i in range(k)
+            ]
+        }
+        if gpu_fold is not None:
+            schemes["unseen_gpu"] = [(gpu_fold != i, gpu_fold == i) for i in range(k)]
+        if model_fold is not None:
+            schemes["unseen_model"] = [(model_fold != i, model_fold == i) for i in np.unique(model_fold)]
+        if gpu_fold is not None and model_fold is not None:
+            g2, m2 = gpu_fold % 2, model_fold % 2
+            schemes["unseen_gpu_model"] = [
+                ((g2 != a) & (m2 != b), (g2 == a) & (m2 == b)) for a in range(2) for b in range(2)
+            ]
+        residuals = {}
+        for regime, folds in schemes.items():
+            res = np.full(len(table), np.nan)
+            for train, test in folds:
+                try:
+                    parts = self._fit_parts(frame[train], compute[train], loader[train], hosts[train])
+                except ChronosError:
+                    continue
+                c, ld = self._predict_parts(parts, frame[test], hosts[test])
+                res[test] = np.log(batch[test]) - np.log(c + ld)
+            residuals[regime] = res
+            self.regime_q_[regime] = _conformal_quantiles(res, self.coverage)
+        widest = (min(q[0] for q in self.regime_q_.values()), max(q[1] for q in self.regime_q_.values()))
+        for regime in REGIMES:
+            self.regime_q_.setdefault(regime, widest)
+        self.calibration_residuals_ = residuals.get("unseen_gpu", residuals["seen"])
+        return self.regime_q_["unseen_gpu"]
+
+    def _group_folds(self, names: np.ndarray, k: int) -> np.ndarray | None:
+        """Fold index per row, whole groups (GPUs, models) kept together; None under 3 groups."""
+        uniq = np.array(sorted(set(names)))
+        if len(uniq) < 3:
+            return None
+        rng = np.random.default_rng(self.random_state)
+        fold_of = dict(zip(rng.permutation(uniq), np.arange(len(uniq)) % k, strict=True))
+        return np.array([fold_of[n] for n in names])
+
+    def regimes(self, table: pd.DataFrame) -> np.ndarray:
+        """Each row's regime against the training rows: seen, unseen_gpu, unseen_model, unseen_gpu_model."""
+        gpu_seen = np.isin(_device_names(table), list(self.train_devices_))
+        model_seen = np.isin(_model_names(table), list(self.train_models_))
+        index = (~gpu_seen).astype(int) + 2 * (~model_seen).astype(int)
+        return np.array(REGIMES, dtype=object)[index]
 
     # ------------------------------------------------------------------ predicting
     def predict(self, table: pd.DataFrame) -> pd.DataFrame:
@@ -306,7 +364,10 @@ class HardwareAwareTimeModel:
             raise ChronosError("HardwareAwareTimeModel is not fitted; call fit(table) first")
         compute, loader = self._predict_parts(self.parts_, model_arrays(table), _host_keys(table))
         batch = compute + loader
-        lo, hi = self.log_residual_q_
+        q = getattr(self, "regime_q_", None) or dict.fromkeys(REGIMES, self.log_residual_q_)
+        regime = self.regimes(table) if hasattr(self, "train_devices_") else np.full(len(table), "unseen_gpu")
+        lo = np.array([q[r][0] for r in regime])
+        hi = np.array([q[r][1] for r in regime])
         return pd.DataFrame(
             {
                 "pred_batch_time_ms": batch,
