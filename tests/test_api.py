@@ -38,6 +38,7 @@ def test_seed_example_is_within_15_percent_of_the_chronos_measurement(mirror):
     why = p.explain()
     assert why["data"]["time"]["rows_this_config"] >= 1
     assert why["data"]["time"]["regime"].startswith("interpolation")
+    assert why["data"]["time"]["interval_regime"] == "seen"  # VGG16 and the T4 are both in the tables
     assert why["physics"]["t_flop_ms"] > 0
     assert why["features"]["param_count"] == 134_678_692  # CHRONOS table's VGG16 for CIFAR-100
     assert set(why) >= {"configuration", "features", "physics", "data"}
