@@ -458,16 +458,16 @@ class TrainingTimePredictor:
             "time": time_support(row),
             "convergence": convergence_support(self.convergence_row()),
         }
-        if self._measured is None:
+        if self._measured is not None:
+            out["measured_here"] = {
+                k: v for k, v in self._measured.row.items() if not str(k).endswith("_json")
+            }
+        else:
             from chronos_core.predict.time_models import default_model
 
             model = default_model()
             if hasattr(model, "regimes"):  # which calibrated interval the time prediction carries
                 out["data"]["time"]["interval_regime"] = str(model.regimes(pd.DataFrame([row]))[0])
-        if self._measured is not None:
-            out["measured_here"] = {
-                k: v for k, v in self._measured.row.items() if not str(k).endswith("_json")
-            }
         return out
 
     def __repr__(self) -> str:

@@ -700,3 +700,8 @@ def resolve_model(model: str | ModelSpec | Any) -> ModelSpec:
     if isinstance(model, str):
         return Models.get(model)
     return model_from_user(model)
+
+
+def canonical_model(name: str) -> str:
+    """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
+    return Models.resolve(str(name)) or str(name)

@@ -150,9 +150,7 @@ def repeat_noise_floor(table: pd.DataFrame) -> pd.DataFrame:
     n = g.transform("size")
     other_mean = (g.transform("sum") - table["compute_ms"]) / (n - 1)
     ape = 100 * (other_mean - table["compute_ms"]).abs() / table["compute_ms"]
-    best = pd.Series(np.nan, index=table.index)
-    for idx in g.groups.values():
-        best.loc[idx] = _best_constant_ape(table.loc[idx, "compute_ms"].to_numpy(dtype=float))
+    best = g.transform(lambda times: _best_constant_ape(times.to_numpy(dtype=float)))
     frame = pd.DataFrame({"device": table["device"], "ape": ape, "best": best})[n > 1]
     return (
         frame.groupby("device")
@@ -170,7 +168,6 @@ def transfer_oracle(table: pd.DataFrame) -> pd.DataFrame:
     oracle no model without measurements on g can beat by much: a bound on what the table's
     cross-GPU relationships support. Returns one row per held-out GPU with its best reference.
     """
-
     from chronos_core.predict.splits import config_groups
 
     frame = pd.DataFrame({
@@ -275,20 +272,13 @@ def nested_feature_selection(
     return pd.DataFrame(rows)
 
 
-def canonical_model(name: str) -> str:
-    """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
-    from chronos_core.catalog.models import Models
-
-    return Models.resolve(str(name)) or str(name)
-
-
 def own_model_folds(table: pd.DataFrame, test_mask: pd.Series | list[bool]):
     """Leave-one-model-out over the rows in `test_mask` (our own measurements), training on every other row.
 
     Models are matched by catalog name, so a CHRONOS 'resnet50' row never trains a fold that tests
     our 'ResNet50'.
     """
-
+    from chronos_core.catalog.models import canonical_model
     from chronos_core.predict.splits import Fold
 
     mask = np.asarray(test_mask, dtype=bool)

@@ -10,9 +10,10 @@ DRAM on GPUs with 40-96 MB of L2. A second booster on the
 same features, monotone in the roofline times, predicts log compute time directly; the two are
 averaged in log space (the first extrapolates better to unseen GPUs, the second to unseen models).
 Loader wait depends on the host, not the GPU: it has its own model, which reads the host's
-provider (`host_provider`, the public tables' `Provisioning`) and no GPU spec. 80% intervals for the batch
-time come from split-conformal quantiles of log-residuals predicted out of fold, with folds that
-leave whole GPUs out, so they are calibrated for the unseen-GPU case.
+provider (`host_provider`, the public tables' `Provisioning`) and no GPU spec; a host measured in
+training keeps a loader model that reads GPU specs. 80% intervals for the batch time come from
+split-conformal quantiles of log-residuals predicted out of fold, one pair per regime (GPU and
+model seen or not), each from folds of its own kind.
 """
 
 from __future__ import annotations
@@ -127,12 +128,12 @@ def _device_names(table: pd.DataFrame) -> np.ndarray:
 
 def _model_names(table: pd.DataFrame) -> np.ndarray:
     """Each row's model as its catalog name ('resnet50' and 'ResNet50' are one); '' when not given."""
-    from chronos_core.catalog.models import Models
+    from chronos_core.catalog.models import canonical_model
 
     if "model" not in table:
         return np.full(len(table), "", dtype=object)
     names = table["model"].to_numpy(dtype=object)
-    lookup = {n: Models.resolve(str(n)) or str(n) for n in set(names) if not pd.isna(n)}
+    lookup = {n: canonical_model(n) for n in set(names) if not pd.isna(n)}
     return np.array([lookup.get(n, "") if not pd.isna(n) else "" for n in names], dtype=object)
 
 
@@ -163,7 +164,7 @@ class HardwareAwareTimeModel:
 
     Hyperparameters: boosting size/depth/rate, `blend` (weight of the roofline-offset booster in
     the log-space average; the rest goes to the monotone direct booster), `coverage` of the
-    intervals, `calibration_folds` (inner folds over GPUs for the conformal residuals; 0 skips),
+    intervals, `calibration_folds` (inner folds per regime for the conformal residuals; 0 skips),
     `features` (names from `physics_arrays`; default PHYSICS_FEATURES, roofline plus L2 terms),
     `loader_features` (default LOADER_FEATURES: host-side features and the host's provider, used
     for hosts not in the training rows) and `seen_loader_features` (default SEEN_LOADER_FEATURES,
@@ -307,12 +308,12 @@ class HardwareAwareTimeModel:
         hosts = _host_keys(table)
         gpu_fold = self._group_folds(_device_names(table), k)
         models = _model_names(table)
+        n_models = len(set(models))
         # few models: leave one out, as an unseen model will be (k folds would drop a third of them)
-        model_fold = self._group_folds(models, max(k, len(set(models))) if len(set(models)) <= 2 * k else k)
+        model_fold = self._group_folds(models, n_models if n_models <= 2 * k else k)
+        config_fold = config_groups(table, with_device=False) % k
         schemes: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {
-            "seen": [
-                (f != i, f == i) for f in [config_groups(table, with_device=False) % k] for i in range(k)
-            ]
+            "seen": [(config_fold != i, config_fold == i) for i in range(k)]
         }
         if gpu_fold is not None:
             schemes["unseen_gpu"] = [(gpu_fold != i, gpu_fold == i) for i in range(k)]
@@ -364,10 +365,9 @@ class HardwareAwareTimeModel:
             raise ChronosError("HardwareAwareTimeModel is not fitted; call fit(table) first")
         compute, loader = self._predict_parts(self.parts_, model_arrays(table), _host_keys(table))
         batch = compute + loader
-        q = getattr(self, "regime_q_", None) or dict.fromkeys(REGIMES, self.log_residual_q_)
-        regime = self.regimes(table) if hasattr(self, "train_devices_") else np.full(len(table), "unseen_gpu")
-        lo = np.array([q[r][0] for r in regime])
-        hi = np.array([q[r][1] for r in regime])
+        regime = self.regimes(table)
+        lo = np.array([self.regime_q_[r][0] for r in regime])
+        hi = np.array([self.regime_q_[r][1] for r in regime])
         return pd.DataFrame(
             {
                 "pred_batch_time_ms": batch,
