@@ -197,6 +197,7 @@ EXTERNAL_VERBS = (
     "chronos_core.api_cli",  # predict, compare
     "chronos_core.profiling.cli",  # measure, sweep, microbench
     "chronos_core.predict.predict_time_cli",  # predict-time
+    "chronos_core.predict.kernel_cli",  # predict-ops, predict-step
     "chronos_core.convergence.cli",  # predict-epochs
 )
 

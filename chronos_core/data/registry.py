@@ -31,6 +31,8 @@ A100_REPO = (
     "88f77b8ea707eb4211d8dac29a54164a48e28fbf",
 )
 PRENET_REPO = ("pacslab/PreNeT", "229c871000dde16e00a850d5f3283ae21c065108")
+NEUSIGHT_REPO = ("sitar-lab/NeuSight", "6945927d9afcca2b9daf021f8395e53edc5b4eef")
+XLA_REPO = ("tensorflow/tensorflow", "3ddd17937de4fa38c75e7352e890bcbd59b521a7")
 
 _TIME_CONFIG = ("dataset", "batch_size", "precision", "model", "param_count", "gpu_name")
 _CONV_CONFIG = ("dataset", "model", "optimizer", "learning_rate", "batch_size", "param_count", "T_conv")
@@ -59,7 +61,9 @@ class Source:
     commit: str
     repo_path: str  # path inside the upstream repository
     mirror_path: str  # path inside the mirror directory
-    kind: str  # epoch_time, convergence, probe_batch, eval_records, a100_runs, a100_agg, gpu_specs, report
+    # epoch_time, convergence, probe_batch, eval_records, a100_runs, a100_agg, gpu_specs, report,
+    # kernels (per-kernel timings), model_label (per-model latency JSON), model_trace, gemm_table
+    kind: str
     required_columns: tuple[str, ...]
     description: str
 
@@ -116,6 +120,117 @@ _TIME_WHAT = (
     "config, analytic features and GPU spec columns"
 )
 _CONV_WHAT = "epochs to convergence (early stopping on validation loss) of {} models with init-time probes"
+
+# NeuSight (ASPLOS 2025): per-kernel fp32 timings (TF32 off), PyTorch 2.1 / CUDA 12.1, five GPUs.
+NEUSIGHT_OPS = (
+    "bmm", "linear", "conv", "add", "addu", "div", "divu", "mul", "mulu", "pow", "powu", "gelu", "relu",
+    "tanh", "ln", "softmax",
+)  # fmt: skip
+NEUSIGHT_GPUS = (
+    "NVIDIA A100-PCIE-40GB",
+    "Tesla P100-PCIE-16GB",
+    "Tesla P4",
+    "Tesla T4",
+    "Tesla V100-PCIE-32GB",
+)
+# test_shapes/vec.csv and habitat.csv repeat elem + ln + softmax row for row: not registered.
+NEUSIGHT_TEST_SETS = ("bmm", "linear", "elem", "ln", "softmax")
+NEUSIGHT_LABELS = {
+    "NVIDIA A100-PCIE-40GB": (
+        "bert_large-inf-512-8", "bert_large-inf-512-16", "gpt2_large-inf-1024-4", "gpt2_large-inf-1024-8",
+        "gpt3_xl-inf-2048-2", "gpt3_xl-inf-2048-8", "gpt3_27-inf-2048-2", "gpt3_27-inf-2048-8",
+        "opt_13-inf-2048-2", "opt_13-inf-2048-8",
+    ),
+    "Tesla P100-PCIE-16GB": (
+        "bert_large-inf-512-8", "bert_large-inf-512-16", "gpt2_large-inf-1024-4", "gpt2_large-inf-1024-8",
+        "opt_13-inf-2048-2",
+    ),
+    "Tesla P4": ("bert_large-inf-512-8", "bert_large-inf-512-16", "gpt2_large-inf-1024-4"),
+    "Tesla T4": (
+        "bert_large-inf-512-8", "bert_large-inf-512-16", "gpt2_large-inf-1024-4", "gpt2_large-inf-1024-8",
+        "opt_13-inf-2048-2",
+    ),
+}  # fmt: skip
+NEUSIGHT_MODEL_CONFIGS = (
+    "bert", "bert_large", "gpt2_large", "gpt2_med", "gpt2_xl", "gpt3_13", "gpt3_27", "gpt3_67", "gpt3_xl",
+    "opt", "opt_13", "switchxl4",
+)  # fmt: skip
+_KERNEL_COLS = ("OPName", "Latency", "Device")
+
+
+def gpu_slug(name: str) -> str:
+    """'Tesla P100-PCIE-16GB' -> 'tesla-p100-pcie-16gb' (registry names)."""
+    return "-".join(name.lower().replace("_", " ").split())
+
+
+def _neusight(name: str, rel: str, mirror: str, kind: str, cols: tuple[str, ...], what: str) -> Source:
+    return Source(name, *NEUSIGHT_REPO, f"scripts/asplos/{rel}", f"neusight/{mirror}", kind, cols, what)
+
+
+def _neusight_sources() -> list[Source]:
+    out = []
+    for op in NEUSIGHT_OPS:
+        for gpu in NEUSIGHT_GPUS:
+            # the conv table was measured on an A100 80GB PCIe instead of the A100-40GB
+            dev = "NVIDIA A100 80GB PCIe" if op == "conv" and gpu.startswith("NVIDIA A100") else gpu
+            out.append(
+                _neusight(
+                    f"neusight-train-{op}-{gpu_slug(dev)}",
+                    f"data/dataset/train/collect/{op}/p2.1.0/{dev}.csv",
+                    f"kernels/train/{op}/{dev}.csv.gz",
+                    "kernels",
+                    _KERNEL_COLS,
+                    f"NeuSight kernel timings: {op} on {dev} (fp32, TF32 off; training shapes)",
+                )
+            )
+    for test in NEUSIGHT_TEST_SETS:
+        out.append(
+            _neusight(
+                f"neusight-test-{test}",
+                f"data/dataset/test/{test}.csv",
+                f"kernels/test_shapes/{test}.csv.gz",
+                "kernels",
+                _KERNEL_COLS,
+                f"NeuSight out-of-distribution shapes ({test}) on the five training GPUs",
+            )
+        )
+    for gpu, labels in NEUSIGHT_LABELS.items():
+        folder = gpu.replace(" ", "_")
+        for label in labels:
+            out.append(
+                _neusight(
+                    f"neusight-label-{gpu_slug(gpu)}-{label.replace('_', '-')}",
+                    f"label/{folder}/{label}.json",
+                    f"labels/{folder}/{label}.json",
+                    "model_label",
+                    (),
+                    f"NeuSight measured latency (ms) of {label} on {gpu}",
+                )
+            )
+    for cfg in NEUSIGHT_MODEL_CONFIGS:
+        out.append(
+            _neusight(
+                f"neusight-config-{cfg.replace('_', '-')}",
+                f"data/DLmodel_configs/{cfg}.json",
+                f"model_configs/{cfg}.json",
+                "model_config",
+                (),
+                f"Hugging Face config.json of NeuSight's {cfg}",
+            )
+        )
+    for table in ("perop", "nvidia_train", "nvidia_inf"):
+        out.append(
+            _neusight(
+                f"neusight-published-{table.replace('_', '-')}",
+                f"summary/{table}.csv",
+                f"published_errors/{table}.csv",
+                "report",
+                (),
+                f"NeuSight's published % errors ({table}): roofline, Habitat, Li et al., NeuSight",
+            )
+        )
+    return out
+
 
 SOURCES: dict[str, Source] = {
     s.name: s
@@ -217,6 +332,17 @@ SOURCES: dict[str, Source] = {
             "gpu_specs",
             ("GPU", "SM", "Boost Clock (MHz)", "GPU Memory Bandwidth (GB/s)", "FP32"),
             "PreNeT's spec table of 7 GPUs (TechPowerUp columns)",
+        ),
+        *_neusight_sources(),
+        Source(
+            "xla-gemm-b200",
+            *XLA_REPO,
+            "third_party/xla/xla/service/gpu/model/default_matmul_perf_table.txtpb",
+            "xla/gemm_B200.csv",
+            "gemm_table",
+            ("gpu", "b", "m", "n", "k", "dtype", "flops_per_s"),
+            "XLA's measured GEMM throughput on an NVIDIA B200 (bf16, f32 on TF32 tensor cores, fp8); "
+            "upstream is protobuf text (entry sm_100_B200), the mirror holds it as CSV",
         ),
     ]
 }

@@ -1,0 +1,204 @@
+"""`predict-ops` and `predict-step`: the kernel-level time model from the command line.
+
+    python -m chronos_core predict-ops --input IN.csv --output OUT.csv
+    python -m chronos_core predict-step --input IN.csv --output OUT.csv
+
+predict-ops: rows in NeuSight's kernel schema (OPName, Device as nvidia-smi prints it, shape
+columns B,M,N,K or B,H or the conv ones, optional dtype fp32/tf32/fp16/bf16; fp32 = TF32 off).
+OUT repeats every row and adds pred_latency_ms (ms per call) and `error`.
+
+predict-step: columns model, batch_size, seq_len or input_shape, precision (fp32, tf32, amp, bf16),
+optimizer (none, sgd, adam, adamw), mode (train, inference), gpu, optional attn_implementation
+(eager, sdpa; default sdpa). OUT adds pred_forward_ms, pred_backward_ms, pred_optimizer_ms,
+pred_overhead_ms, pred_step_ms, pred_step_ms_lo, pred_step_ms_hi (80%) and `error`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.errors import ChronosError
+
+STEP_OUTPUTS = (
+    "pred_forward_ms",
+    "pred_backward_ms",
+    "pred_optimizer_ms",
+    "pred_overhead_ms",
+    "pred_step_ms",
+    "pred_step_ms_lo",
+    "pred_step_ms_hi",
+)
+STEP_REQUIRED = ("model", "batch_size", "precision", "optimizer", "mode", "gpu")
+
+
+def read_input(path_text: str) -> pd.DataFrame:
+    """A CSV input table, or a one-line ChronosError saying why it cannot be read."""
+    path = Path(path_text)
+    if not path.is_file():
+        raise ChronosError(f"Input file {path_text!r} does not exist")
+    try:
+        frame = pd.read_csv(path)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
+        raise ChronosError(f"Cannot read {path_text!r} as CSV: {str(exc).splitlines()[0]}") from None
+    if frame.empty:
+        raise ChronosError(f"Input file {path_text!r} has no rows")
+    return frame
+
+
+def check_output(path_text: str) -> Path:
+    """The output path, checked before any work: its folder must exist and it must not be a folder."""
+    path = Path(path_text)
+    if path.is_dir():
+        raise ChronosError(f"Output {path_text!r} is a directory; give a file path")
+    if not path.parent.exists() and str(path.parent) not in ("", "."):
+        raise ChronosError(f"Output folder {str(path.parent)!r} does not exist")
+    return path
+
+
+def write_output(frame: pd.DataFrame, path: Path) -> None:
+    """Write atomically (temporary file, then rename): a crash never leaves a torn table."""
+    tmp = path.with_name(f".{path.name}.part")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+
+
+def predict_ops_frame(frame: pd.DataFrame, model: object | None = None) -> pd.DataFrame:
+    """Input rows + pred_latency_ms + error."""
+    from chronos_core.predict.kernels import ops_frame, row_errors
+
+    if "OPName" not in frame or "Device" not in frame:
+        missing = [c for c in ("OPName", "Device") if c not in frame]
+        raise ChronosError(
+            f"predict-ops input lacks column(s) {', '.join(missing)} (NeuSight's kernel schema)"
+        )
+    rows = ops_frame(frame)
+    errors = row_errors(rows)
+    ok = np.array([e == "" for e in errors])
+    pred = np.full(len(rows), np.nan)
+    if ok.any():
+        if model is None:
+            from chronos_core.predict.kernel_default import default_kernel_model
+
+            model = default_kernel_model()
+        pred[ok] = model.predict(rows[ok].fillna({"stride": 1, "padding": 0}))
+    out = frame.copy()
+    out["pred_latency_ms"] = pred
+    out["error"] = errors
+    return out
+
+
+def _summary(verb: str, out: pd.DataFrame, path: Path) -> None:
+    failed = int((out["error"] != "").sum())
+    print(f"{verb}: {len(out)} rows read, {len(out) - failed} predicted, {failed} failed -> {path}")
+
+
+def _cmd_predict_ops(args: argparse.Namespace) -> int:
+    output = check_output(args.output)
+    out = predict_ops_frame(read_input(args.input))
+    write_output(out, output)
+    _summary("predict-ops", out, output)
+    return 0
+
+
+def _parse_shape(text: object) -> tuple[int, ...] | None:
+    if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == "":
+        return None
+    parts = str(text).replace("x", ",").replace("(", "").replace(")", "").replace(" ", "").split(",")
+    return tuple(int(p) for p in parts if p)
+
+
+def _optional(row: pd.Series, key: str) -> object:
+    value = row.get(key)
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def step_row(row: pd.Series, model: object) -> dict[str, float]:
+    """Predict one predict-step input row (raises ChronosError naming a bad value)."""
+    from chronos_core.predict.step import predict_step_config
+
+    seq = _optional(row, "seq_len")
+    return predict_step_config(
+        model=str(row["model"]),
+        gpu=str(row["gpu"]),
+        batch_size=_int("batch_size", row["batch_size"]),
+        seq_len=None if seq is None else _int("seq_len", seq),
+        input_shape=_parse_shape(_optional(row, "input_shape")),
+        precision=str(row["precision"]).strip().lower(),
+        optimizer=str(row["optimizer"]).strip().lower(),
+        mode=str(row["mode"]).strip().lower(),
+        attn_implementation=str(_optional(row, "attn_implementation") or "sdpa").strip().lower(),
+        kernel_model=model,
+    )
+
+
+def _int(name: str, value: object) -> int:
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise ChronosError(f"{name} {value!r} is not a number") from None
+    if not number.is_integer() or number <= 0:
+        raise ChronosError(f"{name} {value!r} must be a positive integer")
+    return int(number)
+
+
+def predict_step_frame(
+    frame: pd.DataFrame, model: object | None = None, progress: bool = False
+) -> pd.DataFrame:
+    """Input rows + the step prediction columns + error."""
+    missing = [c for c in STEP_REQUIRED if c not in frame]
+    if missing:
+        raise ChronosError(
+            f"predict-step input lacks column(s) {', '.join(missing)}; required: {', '.join(STEP_REQUIRED)}"
+        )
+    if model is None:
+        from chronos_core.predict.kernel_default import default_kernel_model
+
+        model = default_kernel_model()
+    results = np.full((len(frame), len(STEP_OUTPUTS)), np.nan)
+    errors = [""] * len(frame)
+    rows = frame.iterrows()
+    if progress and len(frame) > 20:
+        from tqdm.auto import tqdm
+
+        rows = tqdm(rows, total=len(frame), desc="predict-step")
+    for i, (_, row) in enumerate(rows):
+        try:
+            pred = step_row(row, model)
+            results[i] = [pred[c] for c in STEP_OUTPUTS]
+        except ChronosError as exc:
+            errors[i] = str(exc)
+    out = frame.copy()
+    for j, col in enumerate(STEP_OUTPUTS):
+        out[col] = results[:, j]
+    out["error"] = errors
+    return out
+
+
+def _cmd_predict_step(args: argparse.Namespace) -> int:
+    output = check_output(args.output)
+    out = predict_step_frame(read_input(args.input), progress=True)
+    write_output(out, output)
+    _summary("predict-step", out, output)
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:
+    """Add the `predict-ops` and `predict-step` verbs."""
+    doc = __doc__.split("\n\n") if __doc__ else ["", "", "", ""]
+    p = sub.add_parser("predict-ops", help="predict kernel latency (ms per call) for NeuSight-schema rows",
+                       description=doc[2])  # fmt: skip
+    p.add_argument("--input", required=True, help="CSV: OPName, Device, shape columns, optional dtype")
+    p.add_argument("--output", required=True, help="CSV to write: the input rows + pred_latency_ms + error")
+    p.set_defaults(func=_cmd_predict_ops)
+    s = sub.add_parser("predict-step", help="predict one training/inference step from its traced operators",
+                       description=doc[3])  # fmt: skip
+    s.add_argument(
+        "--input", required=True, help="CSV: model, batch_size, seq_len|input_shape, precision, ..."
+    )
+    s.add_argument("--output", required=True, help="CSV to write: the input rows + pred_*_ms + error")
+    s.set_defaults(func=_cmd_predict_step)

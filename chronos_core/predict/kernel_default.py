@@ -1,0 +1,97 @@
+"""The kernel model chronos predicts with: fitted on every public kernel row, calibrated with every
+device profile there is, cached on disk keyed by the data and the code.
+
+Training rows: NeuSight's training shapes (long matmul-class calls dropped: see `kernel_eval`) and
+its out-of-distribution shapes. Calibration: XLA's B200 GEMMs (the only tensor-core timings at
+hand, kept per dtype as the B200's profile) and each `meta_datasets/<device>/device_profile.csv`
+written by `chronos calibrate`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import pickle
+from pathlib import Path
+
+import pandas as pd
+
+from chronos_core.data import device_profiles, registry
+from chronos_core.data.kernels import kernel_table, xla_kernels
+from chronos_core.predict.kernel_eval import training_rows
+from chronos_core.predict.kernels import KernelModel
+
+log = logging.getLogger(__name__)
+CODE_VERSION = "kernels-v1"
+_LOADED: dict[str, KernelModel] = {}
+
+
+def _cache_dir() -> Path:
+    return Path(os.environ.get("CHRONOS_MODEL_CACHE", Path.home() / ".cache" / "chronos" / "models"))
+
+
+def _key() -> str:
+    """Hash of the model code, the public kernel files (path and size) and the stored profiles."""
+    digest = hashlib.sha256(CODE_VERSION.encode())
+    here = Path(__file__).parent
+    for name in ("kernels.py", "kernel_eval.py", "kernel_default.py", "../data/kernels.py"):
+        digest.update((here / name).read_bytes())
+    for name, src in sorted(registry.SOURCES.items()):
+        if src.kind in ("kernels", "gemm_table"):
+            found = registry.locate(name)
+            digest.update(f"{name}:{found.stat().st_size if found else 0}".encode())
+    for slug in device_profiles.available_profiles():
+        digest.update(device_profiles.profile_path(slug).read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def profiles_table() -> pd.DataFrame:
+    """Every stored device profile plus the B200's XLA GEMMs, in the canonical kernel schema."""
+    parts = [xla_kernels()]
+    for slug in device_profiles.available_profiles():
+        profile = device_profiles.load_profile(slug)
+        if profile is not None and len(profile):
+            parts.append(profile)
+    return pd.concat(parts, ignore_index=True)
+
+
+def fit_default() -> KernelModel:
+    """Fit on all public kernel rows and calibrate with every profile (about a minute on 2 cores)."""
+    table = kernel_table(include_xla=False)
+    model = KernelModel().fit(training_rows(table[table["split"].isin(["train", "test"])]))
+    profiles = profiles_table()
+    gpu_profiles = profiles[profiles["device"].map(_is_known_device)]
+    return model.calibrate(gpu_profiles) if len(gpu_profiles) else model
+
+
+def _is_known_device(name: str) -> bool:
+    from chronos_core.catalog.devices import Devices
+
+    return Devices.resolve(str(name)) is not None
+
+
+def default_kernel_model(refit: bool = False) -> KernelModel:
+    """The fitted, calibrated kernel model (memory, then disk cache, then a fit)."""
+    key = _key()
+    if not refit and key in _LOADED:
+        return _LOADED[key]
+    path = _cache_dir() / f"kernel-model-{key}.pkl"
+    if not refit and path.is_file():
+        try:
+            with path.open("rb") as fh:
+                _LOADED[key] = pickle.load(fh)
+            return _LOADED[key]
+        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
+            log.warning("cached kernel model %s unreadable; refitting", path)
+    model = fit_default()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with tmp.open("wb") as fh:
+            pickle.dump(model, fh)
+        tmp.replace(path)
+    except OSError as exc:
+        log.warning("could not cache the kernel model at %s: %s", path, exc)
+    _LOADED[key] = model
+    return model

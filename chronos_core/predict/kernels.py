@@ -1,0 +1,442 @@
+"""Per-kernel latency on any GPU: a roofline from datasheet specs times a learned efficiency.
+
+    t_pred = t_roof / efficiency,   t_roof = max(FLOPs / peak(dtype), bytes / bandwidth)
+
+`efficiency` is learned per op family (gemm, conv, elementwise, ln, softmax) by gradient boosting
+on log(t_measured / t_roof) from features that mean the same on every GPU: the roofline time
+itself (small kernels are launch-bound on any GPU), the balance of compute and memory time
+(intensity over the ridge point), waves of output tiles over the SMs and tile quantization, the
+working set over L2, elements per SM, and the shape. No feature names a GPU, and no profiler column
+(kernel name, grid, warps) is read: none is known before running.
+
+A device profile (`chronos calibrate`, or a handful of the GPU's kernels) corrects the efficiency
+per family with a robust line in log t_roof; without one the datasheet is all there is.
+Tensor-core precisions (tf32, fp16, bf16) use the tensor peak of that precision; the efficiency
+learned on fp32 SIMT kernels carries over (checked on XLA's B200 table in notebook 08).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.catalog.devices import Devices, DeviceSpec
+from chronos_core.data.kernels import BINARY_OPS, ELEMENTWISE_OPS, op_family
+from chronos_core.errors import ChronosError
+
+FAMILIES = ("gemm", "conv", "elementwise", "ln", "softmax")
+DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+# FLOPs per element of the vector kernels (reads, a reduction and a normalisation; roughly).
+_VECTOR_FLOPS = {"ln": 8.0, "softmax": 5.0}
+_OP_CODE = {op: i for i, op in enumerate(ELEMENTWISE_OPS)}
+_TILES = (64, 128)
+_TINY = 1e-12
+# Launch floor of one kernel call through PyTorch on a device nobody measured (ms): the median of
+# NeuSight's five GPUs (their smallest calls take 20-30 us with the framework's dispatch included).
+DEFAULT_FLOOR_MS = 0.025
+
+GEMM_FEATURES = (
+    "log_roof_over_floor",
+    "log_flop_over_mem",
+    "log_B",
+    "log_M",
+    "log_N",
+    "log_K",
+    "log_tiles64_per_sm",
+    "log_tiles128_per_sm",
+    "wave_eff64",
+    "wave_eff128",
+    "tile_eff64",
+    "tile_eff128",
+    "log_ws_over_l2",
+)
+CONV_FEATURES = GEMM_FEATURES + ("log_input_size", "log_in_channels", "log_out_channels")
+VECTOR_FEATURES = (
+    "log_roof_over_floor",
+    "log_elems",
+    "log_elems_per_sm",
+    "log_H",
+    "log_rows_per_sm",
+    "log_ws_over_l2",
+)
+ELEMENTWISE_FEATURES = VECTOR_FEATURES + ("op_code", "binary")
+FEATURES = {
+    "gemm": GEMM_FEATURES,
+    "conv": CONV_FEATURES,
+    "elementwise": ELEMENTWISE_FEATURES,
+    "ln": VECTOR_FEATURES,
+    "softmax": VECTOR_FEATURES,
+}
+
+
+def device_spec(device: str | DeviceSpec) -> DeviceSpec:
+    """A catalog spec from any spelling (or a spec passed through)."""
+    return device if isinstance(device, DeviceSpec) else Devices.get(str(device))
+
+
+def peak_flops(spec: DeviceSpec, dtype: str, family: str) -> float:
+    """FLOP/s the family can reach at this dtype: tensor peak for matmul-class in tf32/fp16/bf16."""
+    if family in ("gemm", "conv") and dtype in ("tf32", "fp16", "bf16", "fp8"):
+        key = "fp16" if dtype == "fp8" else dtype
+        return spec.peak_tflops(key) * 1e12
+    return spec.peak_fp32_tflops * 1e12
+
+
+def _conv_out(size: pd.Series, kernel: pd.Series, stride: pd.Series, padding: pd.Series) -> pd.Series:
+    return np.floor((size + 2 * padding - kernel) / stride) + 1
+
+
+def work(rows: pd.DataFrame) -> pd.DataFrame:
+    """FLOPs, bytes, elements and (for matmul-class) the implicit GEMM dims of each kernel row."""
+    fam = rows["family"].to_numpy()
+    elt = rows["dtype"].map(DTYPE_BYTES).fillna(4).to_numpy(float)
+    B, M, N, K, H = (rows[c].to_numpy(float) for c in ("B", "M", "N", "K", "H"))
+    flops = np.full(len(rows), np.nan)
+    nbytes = np.full(len(rows), np.nan)
+    gm, gn, gk, gb = (np.full(len(rows), np.nan) for _ in range(4))
+    gemm = fam == "gemm"
+    is_linear = (rows["op"] == "linear").to_numpy()
+    flops[gemm] = 2 * B[gemm] * M[gemm] * N[gemm] * K[gemm]
+    weight = np.where(is_linear, K * N, B * K * N)  # linear shares one weight across the batch
+    nbytes[gemm] = (elt * (B * M * K + weight + B * M * N))[gemm]
+    gb[gemm], gm[gemm], gn[gemm], gk[gemm] = B[gemm], M[gemm], N[gemm], K[gemm]
+    conv = fam == "conv"
+    if conv.any():
+        c = rows.loc[conv]
+        cin, cout, k = (c[x].to_numpy(float) for x in ("in_channels", "out_channels", "kernel_size"))
+        size = c["input_size"].to_numpy(float)
+        out = _conv_out(
+            c["input_size"], c["kernel_size"], c["stride"].fillna(1), c["padding"].fillna(0)
+        ).to_numpy()
+        b = c["B"].to_numpy(float)
+        flops[conv] = 2 * b * cout * out**2 * cin * k**2
+        nbytes[conv] = elt[conv] * (b * cin * size**2 + cout * cin * k**2 + b * cout * out**2)
+        gb[conv], gm[conv], gn[conv], gk[conv] = 1, b * out**2, cout, cin * k**2
+    vec = ~(gemm | conv)
+    elems = B * H
+    binary = rows["op"].isin(BINARY_OPS).to_numpy()
+    per_elem = np.where(binary, 3.0, 2.0)  # two inputs and an output, or one of each
+    nbytes[vec] = (elt * elems * per_elem)[vec]
+    vec_flops = np.where(
+        fam == "ln", _VECTOR_FLOPS["ln"], np.where(fam == "softmax", _VECTOR_FLOPS["softmax"], 1.0)
+    )
+    flops[vec] = (elems * vec_flops)[vec]
+    return pd.DataFrame(
+        {
+            "flops": flops,
+            "bytes": nbytes,
+            "elems": np.where(vec, elems, np.nan),
+            "gB": gb,
+            "gM": gm,
+            "gN": gn,
+            "gK": gk,
+        },
+        index=rows.index,
+    )
+
+
+def _log(x: np.ndarray | pd.Series) -> np.ndarray:
+    return np.log(np.maximum(np.asarray(x, float), _TINY))
+
+
+def _tiles(
+    gb: np.ndarray, gm: np.ndarray, gn: np.ndarray, tile: int, sms: np.ndarray
+) -> tuple[np.ndarray, ...]:
+    tm, tn = np.ceil(gm / tile), np.ceil(gn / tile)
+    tiles = gb * tm * tn
+    waves = np.ceil(tiles / sms)
+    wave_eff = tiles / np.maximum(waves * sms, 1)
+    tile_eff = gm * gn / np.maximum(tm * tn * tile * tile, 1)
+    return tiles / sms, wave_eff, tile_eff
+
+
+def kernel_features(
+    rows: pd.DataFrame,
+    specs: Mapping[str, DeviceSpec] | None = None,
+    floors: Mapping[str, float] | None = None,
+) -> pd.DataFrame:
+    """Roofline times (ms) and the transferable efficiency features of each row.
+
+    `rows` needs the canonical kernel columns `op`, `family`, shape columns, `dtype`, `device`.
+    `specs` maps a row's device to its spec (default: the catalog); `floors` its launch floor in ms
+    (the time of the smallest kernel call; default DEFAULT_FLOOR_MS).
+    """
+    specs = dict(specs or {})
+    devices = rows["device"].astype(str)
+    for name in devices.unique():
+        if name not in specs:
+            specs[name] = device_spec(name)
+    w = work(rows)
+    fam = rows["family"].to_numpy()
+    dtype = rows["dtype"].fillna("fp32").astype(str).to_numpy()
+    peak = np.array([peak_flops(specs[d], t, f) for d, t, f in zip(devices, dtype, fam, strict=True)])
+    bw = devices.map(lambda d: specs[d].memory_bandwidth_gbs * 1e9).to_numpy(float)
+    sms = devices.map(
+        lambda d: max(specs[d].sm_count, 1) if specs[d].kind == "gpu" else max(specs[d].physical_cores, 1)
+    )
+    sms = sms.to_numpy(float)
+    l2 = devices.map(lambda d: specs[d].l2_cache_mb * 2**20).to_numpy(float)
+    t_flop = w["flops"].to_numpy() / peak * 1e3
+    t_mem = w["bytes"].to_numpy() / bw * 1e3
+    t_roof = np.fmax(t_flop, t_mem)
+    out = pd.DataFrame(index=rows.index)
+    out["t_flop_ms"], out["t_mem_ms"], out["t_roof_ms"] = t_flop, t_mem, t_roof
+    out["flops"], out["bytes"] = w["flops"], w["bytes"]
+    floor = devices.map(lambda d: (floors or {}).get(d, DEFAULT_FLOOR_MS)).to_numpy(float)
+    out["floor_ms"] = floor
+    out["log_t_roof_us"] = _log(t_roof * 1e3)
+    out["log_roof_over_floor"] = _log(t_roof) - _log(floor)
+    out["log_flop_over_mem"] = _log(t_flop) - _log(t_mem)
+    out["log_ws_over_l2"] = _log(w["bytes"]) - _log(np.nan_to_num(l2, nan=4 * 2**20))
+    for dim in ("B", "M", "N", "K"):
+        out[f"log_{dim}"] = _log(w[f"g{dim}"])
+    for tile in _TILES:
+        per_sm, wave_eff, tile_eff = _tiles(*(w[c].to_numpy() for c in ("gB", "gM", "gN")), tile, sms)
+        out[f"log_tiles{tile}_per_sm"], out[f"wave_eff{tile}"], out[f"tile_eff{tile}"] = (
+            _log(per_sm),
+            wave_eff,
+            tile_eff,
+        )
+    for col in ("input_size", "in_channels", "out_channels"):
+        out[f"log_{col}"] = _log(rows[col]) if col in rows else np.nan
+    out["log_elems"] = _log(w["elems"])
+    out["log_elems_per_sm"] = _log(w["elems"] / sms)
+    out["log_H"] = _log(rows["H"])
+    out["log_rows_per_sm"] = _log(rows["B"] / sms)
+    out["op_code"] = rows["op"].map(_OP_CODE).astype(float)
+    out["binary"] = rows["op"].isin(BINARY_OPS).astype(float)
+    return out
+
+
+@dataclass
+class Correction:
+    """log(t_measured / t_model) = a + b * (log_t_roof_us - center), fitted on a device's profile."""
+
+    a: float
+    b: float = 0.0
+    center: float = 0.0
+    n: int = 0
+
+    def __call__(self, log_t_roof_us: np.ndarray) -> np.ndarray:
+        return self.a + self.b * (np.asarray(log_t_roof_us, float) - self.center)
+
+
+def fit_correction(log_t_roof_us: np.ndarray, log_ratio: np.ndarray, shrink: float = 8.0) -> Correction:
+    """A robust line through the profile's log residuals; the slope shrinks to 0 with few points."""
+    x, y = np.asarray(log_t_roof_us, float), np.asarray(log_ratio, float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    x, y = x[ok], y[ok]
+    if len(y) == 0:
+        return Correction(0.0)
+    center = float(np.median(x))
+    a = float(np.median(y))
+    if len(y) < 4 or np.ptp(x) < 0.5:
+        return Correction(a, 0.0, center, len(y))
+    xc = x - center
+    b = float(np.sum(xc * (y - a)) / (np.sum(xc**2) + shrink))
+    a = float(np.median(y - b * xc))
+    return Correction(a, b, center, len(y))
+
+
+@dataclass
+class KernelModel:
+    """Per-family efficiency over the roofline, learned from public kernel tables.
+
+    fit(table) on canonical kernel rows; predict(rows) -> ms per call. `calibrate(profile)` adds a
+    per-device, per-family correction from measured kernels of that device.
+    """
+
+    n_estimators: int = 400
+    max_depth: int = 7
+    learning_rate: float = 0.05
+    families: tuple[str, ...] = FAMILIES
+    seed: int = 0
+    models_: dict = field(default_factory=dict)
+    corrections_: dict = field(default_factory=dict)  # (device, family) -> Correction
+    floors_: dict = field(default_factory=dict)  # device -> launch floor (ms)
+    default_floor_: float = DEFAULT_FLOOR_MS
+
+    def floor_of(self, device: str) -> float:
+        """The launch floor (ms) used for a device: measured or calibrated, else the default."""
+        return self.floors_.get(device, self.default_floor_)
+
+    def _floors(self, rows: pd.DataFrame) -> dict[str, float]:
+        return {d: self.floor_of(d) for d in rows["device"].astype(str).unique()}
+
+    def fit(self, table: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> KernelModel:
+        """Fit one booster per family on log(t / t_roof)."""
+        import xgboost as xgb
+
+        self.floors_ = {d: measured_floor(part) for d, part in table.groupby(table["device"].astype(str))}
+        self.default_floor_ = float(np.median(list(self.floors_.values())))
+        feats = kernel_features(table, specs, self.floors_)
+        target = np.log(table["latency_ms"].to_numpy(float)) - _log_base(feats)
+        self.models_ = {}
+        for fam in self.families:
+            mask = (table["family"] == fam).to_numpy() & np.isfinite(target)
+            if mask.sum() < 20:
+                continue
+            model = xgb.XGBRegressor(
+                n_estimators=self.n_estimators,
+                max_depth=self.max_depth,
+                learning_rate=self.learning_rate,
+                subsample=0.8,
+                colsample_bytree=0.9,
+                min_child_weight=5,
+                random_state=self.seed,
+                n_jobs=2,
+                tree_method="hist",
+            )
+            model.fit(feats.loc[mask, list(FEATURES[fam])].to_numpy(float), target[mask])
+            self.models_[fam] = model
+        return self
+
+    def log_efficiency(self, rows: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+        """Predicted log(t / t_roof) per row (0 where no family model exists, i.e. the roofline)."""
+        out = np.zeros(len(rows))
+        fam = rows["family"].to_numpy()
+        for name in np.unique(fam):
+            mask = fam == name
+            model = self.models_.get(name) or (self.models_.get("gemm") if name == "conv" else None)
+            if model is None:
+                continue
+            cols = FEATURES[name] if name in self.models_ else FEATURES["gemm"]
+            out[mask] = model.predict(feats.loc[mask, list(cols)].to_numpy(float))
+        return out
+
+    def predict(self, rows: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> np.ndarray:
+        """Predicted latency (ms per call) of each canonical kernel row."""
+        if not self.models_:
+            raise ChronosError("KernelModel is not fitted: call fit(table) first")
+        feats = kernel_features(rows, specs, self._floors(rows))
+        log_t = _log_base(feats) + self.log_efficiency(rows, feats)
+        if self.corrections_:
+            log_t = log_t + self._corrections(rows, feats)
+        return np.exp(log_t)
+
+    def _corrections(self, rows: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
+        out = np.zeros(len(rows))
+        keys = list(zip(rows["device"].astype(str), rows["family"], strict=True))
+        x = feats["log_t_roof_us"].to_numpy()
+        for i, (dev, fam) in enumerate(keys):
+            corr = self.corrections_.get((dev, fam)) or self.corrections_.get((dev, _fallback(fam)))
+            if corr is not None:
+                out[i] = corr(x[i])
+        return out
+
+    def calibrate(self, profile: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> KernelModel:
+        """Fit per-(device, family) corrections on measured kernels of those devices (in place)."""
+        if profile.empty:
+            return self
+        for dev, part in profile.groupby(profile["device"].astype(str)):
+            # no launch probe in the profile: the floor cannot exceed its fastest kernel
+            fallback = min(self.default_floor_, float(part["latency_ms"].min()))
+            self.floors_[dev] = measured_floor(part, default=fallback)
+        saved, self.corrections_ = self.corrections_, {}
+        feats = kernel_features(profile, specs, self._floors(profile))
+        log_model = _log_base(feats) + self.log_efficiency(profile, feats)
+        resid = np.log(profile["latency_ms"].to_numpy(float)) - log_model
+        self.corrections_ = saved
+        for (dev, fam), idx in profile.groupby([profile["device"].astype(str), "family"]).groups.items():
+            pos = profile.index.get_indexer(idx)
+            self.corrections_[(dev, fam)] = fit_correction(feats["log_t_roof_us"].to_numpy()[pos], resid[pos])
+        return self
+
+    def without_calibration(self) -> KernelModel:
+        """A copy that shares the fitted boosters but has no device corrections."""
+        return KernelModel(**{**self.__dict__, "corrections_": {}, "floors_": dict(self.floors_)})
+
+
+def _log_base(feats: pd.DataFrame) -> np.ndarray:
+    """log(t_roof + floor): the time an ideal kernel would take through the framework."""
+    return np.log(feats["t_roof_ms"].to_numpy() + feats["floor_ms"].to_numpy())
+
+
+def measured_floor(rows: pd.DataFrame, default: float = DEFAULT_FLOOR_MS) -> float:
+    """A device's launch floor from its measured kernels: the 5th percentile of its smallest
+    elementwise calls (up to 64k elements), or `default` when none was measured."""
+    small = rows[(rows["family"] == "elementwise") & (rows["B"] * rows["H"] <= 65536)]
+    return float(np.percentile(small["latency_ms"], 5)) if len(small) else default
+
+
+def _fallback(family: str) -> str:
+    """The family whose correction stands in where a profile lacks one (conv -> gemm, ...)."""
+    return {"conv": "gemm", "ln": "softmax", "softmax": "ln"}.get(family, "elementwise")
+
+
+def roofline_ms(rows: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> np.ndarray:
+    """The plain roofline baseline (efficiency 1)."""
+    return kernel_features(rows, specs)["t_roof_ms"].to_numpy()
+
+
+def mape(pred: Iterable[float], true: Iterable[float]) -> float:
+    """Mean absolute percentage error, in percent."""
+    p, t = np.asarray(list(pred), float), np.asarray(list(true), float)
+    return float(np.mean(np.abs(p - t) / t) * 100)
+
+
+def ops_frame(rows: pd.DataFrame) -> pd.DataFrame:
+    """NeuSight-schema input rows (OPName, Device, shapes, optional dtype) -> canonical kernel rows.
+
+    Rows that cannot be mapped keep NaN shapes; `predict-ops` reports them with an error text.
+    """
+    out = pd.DataFrame(index=rows.index)
+    out["op"] = rows["OPName"].astype(str).str.strip().str.lower()
+    out["family"] = [op_family(op) if _known_op(op) else "unknown" for op in out["op"]]
+    for col in ("B", "M", "N", "K", "H"):
+        out[col] = pd.to_numeric(rows[col], errors="coerce") if col in rows else np.nan
+    conv_cols = {
+        "Input_Channel": "in_channels",
+        "Output_Channel": "out_channels",
+        "Kernel_Szie": "kernel_size",
+        "Kernel_Size": "kernel_size",
+        "Input_Size": "input_size",
+        "Stride": "stride",
+        "Padding": "padding",
+    }
+    for src, dst in conv_cols.items():
+        if src in rows:
+            out[dst] = pd.to_numeric(rows[src], errors="coerce")
+    for dst in set(conv_cols.values()):
+        if dst not in out:
+            out[dst] = np.nan
+    dtype = rows["dtype"] if "dtype" in rows else pd.Series("fp32", index=rows.index)
+    out["dtype"] = dtype.fillna("fp32").astype(str).str.strip().str.lower()
+    out["device_name"] = rows["Device"].astype(str)
+    out["device"] = [Devices.resolve(d) or "" for d in out["device_name"]]
+    return out
+
+
+def _known_op(op: str) -> bool:
+    try:
+        op_family(op)
+    except ChronosError:
+        return False
+    return True
+
+
+def row_errors(rows: pd.DataFrame) -> list[str]:
+    """Why each canonical row cannot be predicted ('' when it can)."""
+    need = {
+        "gemm": ("B", "M", "N", "K"),
+        "conv": ("B", "in_channels", "out_channels", "kernel_size", "input_size"),
+        "elementwise": ("B", "H"),
+        "ln": ("B", "H"),
+        "softmax": ("B", "H"),
+    }
+    errors = []
+    for _, row in rows.iterrows():
+        if row["family"] == "unknown":
+            errors.append(f"unknown OPName {row['op']!r}")
+        elif not row["device"]:
+            errors.append(f"unknown Device {row['device_name']!r} (see `chronos devices`)")
+        elif row["dtype"] not in DTYPE_BYTES or row["dtype"] == "fp8":
+            errors.append(f"unknown dtype {row['dtype']!r}; accepted: fp32, tf32, fp16, bf16")
+        else:
+            bad = [c for c in need[row["family"]] if not (math.isfinite(row[c]) and row[c] > 0)]
+            errors.append(f"{row['op']} needs positive {', '.join(bad)}" if bad else "")
+    return errors

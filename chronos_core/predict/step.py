@@ -1,0 +1,199 @@
+"""One training (or inference) step = the sum of its operators' predicted times + what the host costs.
+
+    step_ms = max(sum_i gpu_ms_i, n_kernels * dispatch_ms) + fixed_ms
+
+Each op of the traced step (`features.opgraph.trace_step`) is mapped to the nearest canonical
+kernel (gemm -> bmm/linear, conv -> conv, fused attention -> its two batched GEMMs, norms -> ln,
+softmax -> softmax, everything else -> an elementwise pass over its bytes) and priced by the
+kernel model. A kernel measured alone pays the launch floor (a framework call); inside a step
+kernels are queued back to back, so the floor is replaced by `gap_ms` on the GPU while the host's
+Python/dispatcher cost per op (`dispatch_ms`) runs in parallel: a step of many small kernels is
+host-bound. `fixed_ms` is the per-step cost outside the ops (zero_grad, loss scaling, syncs).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.data.kernels import KERNEL_COLUMNS
+from chronos_core.predict.kernels import KernelModel, kernel_features
+
+_OPGRAPH_DTYPE = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16"}
+_ELEMENTWISE_H = 1024
+
+
+@dataclass(frozen=True)
+class HostOverhead:
+    """What the host adds to a step (ms): per kernel on the GPU and CPU, and per step."""
+
+    gap_ms: float = 0.002  # back-to-back kernels on the GPU
+    dispatch_ms: float = 0.012  # PyTorch eager: Python + dispatcher + launch, per op, on the CPU
+    fixed_ms: float = 0.3  # per step: optimizer bookkeeping, zero_grad, a sync
+    name: str = "default"
+
+
+DEFAULT_HOST = HostOverhead()
+
+
+def _dtype(series: pd.Series) -> pd.Series:
+    return series.map(_OPGRAPH_DTYPE).fillna("fp32")
+
+
+def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarray]:
+    """Canonical kernel rows standing for each op, and the factor that scales a kernel's time
+    (above its launch floor) to the op's work: op FLOPs or bytes over the stand-in kernel's."""
+    n = len(ops)
+    rows = pd.DataFrame({c: np.nan for c in KERNEL_COLUMNS}, index=ops.index)
+    rows["device"] = device
+    rows["dtype"] = _dtype(ops["dtype"]).to_numpy()
+    fam = ops["family"].to_numpy()
+    rows["family"] = "elementwise"
+    rows["op"] = "addu"
+    matmul = np.isin(fam, ("gemm", "attention"))
+    rows.loc[matmul, "family"] = "gemm"
+    rows.loc[matmul, ["B", "M", "N", "K"]] = ops.loc[matmul, ["B", "M", "N", "K"]].fillna(1).to_numpy()
+    rows.loc[matmul, "op"] = np.where(ops.loc[matmul, "B"].fillna(1) > 1, "bmm", "linear")
+    conv = fam == "conv"
+    rows.loc[conv, ["family", "op"]] = ["conv", "conv"]
+    for col in ("B", "in_channels", "out_channels", "kernel_size", "input_size", "stride", "padding"):
+        rows.loc[conv, col] = ops.loc[conv, col].to_numpy()
+    vector = np.isin(fam, ("norm", "softmax"))
+    rows.loc[vector, "family"] = np.where(fam[vector] == "norm", "ln", "softmax")
+    rows.loc[vector, "op"] = rows.loc[vector, "family"]
+    rows.loc[vector, "B"] = ops.loc[vector, "rows"].to_numpy()
+    rows.loc[vector, "H"] = ops.loc[vector, "cols"].to_numpy()
+    rest = ~(matmul | conv | vector)
+    elems = np.maximum(ops["elems"].fillna(1).to_numpy(float), 1.0)
+    h = np.minimum(elems, _ELEMENTWISE_H)
+    rows.loc[rest, "H"] = h[rest]
+    rows.loc[rest, "B"] = np.ceil(elems / h)[rest]
+    binary = ops["bytes"].to_numpy(float) >= 2.5 * elems * ops["dtype"].map({"fp16": 2, "bf16": 2}).fillna(4)
+    rows.loc[rest & binary, "op"] = "add"
+    # attention stand-in: QK^T of (B, Lq, Lk, D); its FLOPs scale to the fused op's
+    rows.loc[fam == "attention", "op"] = "bmm"
+    feats = kernel_features(rows.fillna({"stride": 1, "padding": 0}))
+    by_flops = np.isin(fam, ("gemm", "attention", "conv"))
+    work_op = np.where(by_flops, ops["flops"].to_numpy(float), ops["bytes"].to_numpy(float))
+    work_kernel = np.where(by_flops, feats["flops"].to_numpy(), feats["bytes"].to_numpy())
+    scale = np.where(work_kernel > 0, work_op / np.maximum(work_kernel, 1e-9), 1.0)
+    scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    assert len(scale) == n
+    return rows.fillna({"stride": 1, "padding": 0}), scale
+
+
+def predict_ops(
+    ops: pd.DataFrame, device: str, model: KernelModel, host: HostOverhead = DEFAULT_HOST
+) -> pd.DataFrame:
+    """Each op's predicted GPU time inside a step (ms, all `count` calls) and its bound."""
+    rows, scale = kernel_rows(ops, device)
+    t_kernel = model.predict(rows)
+    floor = model.floor_of(device)
+    feats = kernel_features(rows, floors={device: floor})
+    body = np.maximum(t_kernel - floor, 0.0) * scale
+    launches = ops["tensors"].fillna(1).to_numpy(float)
+    launches = np.where(
+        ops["family"].to_numpy() == "elementwise", np.ceil(launches / 32), 1.0
+    )  # foreach chunks
+    count = ops["count"].fillna(1).to_numpy(float)
+    out = ops.copy()
+    out["pred_ms"] = (body + host.gap_ms * launches) * count
+    compute_bound = feats["t_flop_ms"].to_numpy() >= feats["t_mem_ms"].to_numpy()
+    launch_bound = body < host.dispatch_ms
+    out["bound"] = np.where(launch_bound, "launch", np.where(compute_bound, "compute", "memory"))
+    return out
+
+
+def predict_step(
+    ops: pd.DataFrame, device: str, model: KernelModel, host: HostOverhead = DEFAULT_HOST
+) -> dict[str, float]:
+    """Forward, backward, optimizer and overhead ms of one step, and the step total."""
+    priced = predict_ops(ops, device, model, host)
+    per_phase = priced.groupby("phase")["pred_ms"].sum()
+    gpu_ms = float(priced["pred_ms"].sum())
+    kernels = float((priced["count"].fillna(1) * priced["tensors"].fillna(1).clip(upper=1)).sum())
+    host_ms = kernels * host.dispatch_ms
+    overhead = max(host_ms - gpu_ms, 0.0) + host.fixed_ms
+    return {
+        "pred_forward_ms": float(per_phase.get("forward", 0.0)),
+        "pred_backward_ms": float(per_phase.get("backward", 0.0)),
+        "pred_optimizer_ms": float(per_phase.get("optimizer", 0.0)),
+        "pred_overhead_ms": overhead,
+        "pred_step_ms": gpu_ms + overhead,
+        "kernels": kernels,
+    }
+
+
+def top_ops(priced: pd.DataFrame, n: int = 10) -> pd.DataFrame:
+    """The step's most expensive operators by predicted time, with their bound."""
+    cols = ["phase", "aten", "family", "B", "M", "N", "K", "elems", "dtype", "count", "pred_ms", "bound"]
+    keys = ["phase", "aten", "family", "dtype", "bound"]
+    grouped = priced.groupby(keys, dropna=False, as_index=False).agg(
+        count=("count", "sum"), pred_ms=("pred_ms", "sum"), B=("B", "first"), M=("M", "first"),
+        N=("N", "first"), K=("K", "first"), elems=("elems", "first"),
+    )  # fmt: skip
+    total = priced["pred_ms"].sum()
+    top = grouped.sort_values("pred_ms", ascending=False).head(n)[cols].reset_index(drop=True)
+    top["share"] = top["pred_ms"] / total if total > 0 else np.nan
+    return top
+
+
+# 80% interval of a step prediction: log-ratio quantiles of measured over predicted steps on data the
+# fit never saw (notebook 08 writes them; `step_interval()` reads them).
+INTERVAL_FILE = Path(__file__).resolve().parents[2] / "results" / "kernels" / "step_interval.csv"
+
+
+@functools.lru_cache(maxsize=1)
+def step_interval() -> tuple[float, float]:
+    """(q10, q90) of log(measured / predicted) step time, held-out; (-0.5, 0.5) until measured."""
+    if INTERVAL_FILE.is_file():
+        frame = pd.read_csv(INTERVAL_FILE)
+        return float(frame["q10"].iloc[0]), float(frame["q90"].iloc[0])
+    return -0.5, 0.5
+
+
+def predict_step_config(
+    *,
+    model: str,
+    gpu: str,
+    batch_size: int,
+    seq_len: int | None = None,
+    input_shape: tuple[int, ...] | None = None,
+    precision: str = "fp32",
+    optimizer: str = "adamw",
+    mode: str = "train",
+    attn_implementation: str = "sdpa",
+    dataset: str | None = None,
+    kernel_model: KernelModel | None = None,
+    host: HostOverhead = DEFAULT_HOST,
+) -> dict[str, float]:
+    """Trace the step of a configuration and predict it on a GPU (catalog spelling), with an 80% interval."""
+    from chronos_core.catalog.devices import Devices
+    from chronos_core.features.opgraph import trace_step
+
+    device = Devices.get(gpu).name
+    if kernel_model is None:
+        from chronos_core.predict.kernel_default import default_kernel_model
+
+        kernel_model = default_kernel_model()
+    ops = trace_step(
+        model,
+        batch_size=batch_size,
+        seq_len=seq_len,
+        input_shape=input_shape,
+        precision=precision,
+        optimizer=optimizer,
+        mode=mode,
+        attn_implementation=attn_implementation,
+        dataset=dataset,
+    )
+    out = predict_step(ops, device, kernel_model, host)
+    q10, q90 = step_interval()
+    out["pred_step_ms_lo"] = out["pred_step_ms"] * math.exp(q10)
+    out["pred_step_ms_hi"] = out["pred_step_ms"] * math.exp(q90)
+    return out
