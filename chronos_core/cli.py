@@ -173,7 +173,7 @@ def _cmd_reproduce(args: argparse.Namespace) -> int:
 
 
 def _add_reproduce(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("reproduce", help="execute notebooks 01..07 headless with papermill")
+    p = sub.add_parser("reproduce", help="execute notebooks 01..08 headless with papermill")
     p.add_argument(
         "--reuse",
         type=_parse_bool,

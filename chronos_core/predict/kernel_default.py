@@ -56,13 +56,16 @@ def profiles_table() -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def fit_default() -> KernelModel:
-    """Fit on all public kernel rows and calibrate with every profile (about a minute on 2 cores)."""
+def fit_default(exclude: str | None = None, n_estimators: int = 400) -> KernelModel:
+    """Fit on all public kernel rows (less one GPU's, for held-out checks), calibrate each GPU in the
+    tables with its own rows (the seen-GPU mode) and every other device with its profile."""
     table = kernel_table(include_xla=False)
-    model = KernelModel().fit(training_rows(table[table["split"].isin(["train", "test"])]))
+    if exclude is not None:
+        table = table[table["device"] != exclude]
+    model = KernelModel(n_estimators=n_estimators).fit(training_rows(table))
     profiles = profiles_table()
-    gpu_profiles = profiles[profiles["device"].map(_is_known_device)]
-    return model.calibrate(gpu_profiles) if len(gpu_profiles) else model
+    profiles = profiles[profiles["device"].map(_is_known_device) & (profiles["device"] != exclude)]
+    return model.calibrate(pd.concat([table, profiles], ignore_index=True))
 
 
 def _is_known_device(name: str) -> bool:

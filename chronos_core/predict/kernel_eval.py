@@ -34,8 +34,8 @@ def calibration_sample(
     """What `chronos calibrate` would measure, drawn from a GPU's own short kernels: per family,
     kernels spread evenly over the range of latencies (small to large), plus the smallest
     elementwise call (the launch floor)."""
-    pool = training_rows(rows[rows["split"] == "train"]) if (rows["split"] == "train").any() else rows
-    pool = pd.concat([pool, rows[rows["split"] != "train"]])
+    is_train = rows["split"] == "train"
+    pool = pd.concat([training_rows(rows[is_train]), rows[~is_train]])
     rng = np.random.default_rng(seed)
     picked = []
     for fam, group in pool.groupby("family"):

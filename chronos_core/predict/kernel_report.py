@@ -1,0 +1,113 @@
+"""Notebook 08's computations: every table it shows is made (reuse=False) or read (reuse=True) here.
+
+Tables under results/kernels/:
+  op_logo_summary.csv      MAPE per split and op group, leave-one-GPU-out: roofline, chronos
+                           (datasheet only), chronos calibrated (a few of the GPU's kernels), NeuSight's
+  op_logo_per_gpu.csv      the same per held-out GPU (test shapes)
+  precision_transfer.csv   B200 bf16/TF32 GEMMs with the B200 out of the fit
+  neusight_models.csv      model-level inference latency on the four labelled GPUs
+  chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model vs the whole-model one
+  step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.data.kernels import kernel_table, xla_kernels
+from chronos_core.predict import kernel_eval, step_eval
+from chronos_core.predict.step import DEFAULT_HOST
+
+OUT_DIR = Path(__file__).resolve().parents[2] / "results" / "kernels"
+OLD_PREDS = (
+    Path(__file__).resolve().parents[2] / "results" / "time" / "preds_unseen_gpu_hardware_aware.csv.gz"
+)
+
+
+def _write(frame: pd.DataFrame, name: str, out_dir: Path) -> pd.DataFrame:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / name
+    tmp = path.with_name(f".{name}.part")
+    frame.to_csv(tmp, index=False)
+    tmp.replace(path)
+    return frame
+
+
+def op_level(
+    reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Leave-one-GPU-out over NeuSight's five GPUs, training and out-of-distribution shapes."""
+    if reuse:
+        return pd.read_csv(out_dir / "op_logo_summary.csv"), pd.read_csv(out_dir / "op_logo_per_gpu.csv")
+    scored = kernel_eval.leave_one_gpu_out(
+        kernel_table(include_xla=False), n_estimators=n_estimators, progress=True
+    )
+    summary = kernel_eval.summarize_ops(scored)
+    per_gpu = kernel_eval.per_gpu(scored, "test")
+    per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
+    per_gpu = per_gpu.reset_index()
+    return _write(summary, "op_logo_summary.csv", out_dir), _write(per_gpu, "op_logo_per_gpu.csv", out_dir)
+
+
+def precision(reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300) -> pd.DataFrame:
+    """B200 tensor-core GEMMs predicted from fp32 kernels of other GPUs."""
+    if reuse:
+        return pd.read_csv(out_dir / "precision_transfer.csv")
+    scored = kernel_eval.precision_transfer(kernel_table(include_xla=False), xla_kernels(), n_estimators)
+    return _write(kernel_eval.summarize_precision(scored), "precision_transfer.csv", out_dir)
+
+
+def neusight_models(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """Inference latency of NeuSight's labelled language models on the GPUs whose kernels are in the fit."""
+    if reuse:
+        return pd.read_csv(out_dir / "neusight_models.csv")
+    model = step_eval.kernel_fold(None)
+    return _write(step_eval.check_neusight(model, DEFAULT_HOST), "neusight_models.csv", out_dir)
+
+
+def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """CHRONOS compute time per held-out GPU (and unseen configs), beside the whole-model regressor."""
+    if reuse:
+        return pd.read_csv(out_dir / "chronos_logo.csv"), pd.read_csv(out_dir / "step_interval.csv")
+    rows = step_eval.chronos_logo(step_eval.chronos_rows(), progress=True)
+    ape = lambda col: (rows[col] - rows["compute_ms"]).abs() / rows["compute_ms"] * 100  # noqa: E731
+    rows["ape_logo"], rows["ape_config"] = ape("pred_logo_ms"), ape("pred_config_ms")
+    per_gpu = rows.groupby("gpu").agg(
+        rows=("compute_ms", "size"),
+        kernel_logo_mape=("ape_logo", "mean"),
+        kernel_unseen_config_mape=("ape_config", "mean"),
+    )
+    if OLD_PREDS.is_file():
+        per_gpu = per_gpu.join(_old_compute_mape(pd.read_csv(OLD_PREDS)), how="left")
+    per_gpu = per_gpu.reset_index()
+    overall = {"gpu": "mean over GPUs", "rows": int(per_gpu["rows"].sum())}
+    for col in per_gpu.columns[2:]:
+        overall[col] = float(per_gpu[col].mean())
+    per_gpu = pd.concat([per_gpu, pd.DataFrame([overall])], ignore_index=True)
+    log_ratio = np.log(rows["compute_ms"] / rows["pred_logo_ms"])
+    interval = pd.DataFrame(
+        {
+            "q10": [float(log_ratio.quantile(0.1))],
+            "q90": [float(log_ratio.quantile(0.9))],
+            "coverage": [
+                float(
+                    ((log_ratio >= log_ratio.quantile(0.1)) & (log_ratio <= log_ratio.quantile(0.9))).mean()
+                )
+            ],
+            "source": ["CHRONOS compute rows, leave-one-GPU-out residuals of the kernel model"],
+        }
+    )
+    _write(interval, "step_interval.csv", out_dir)
+    return _write(per_gpu, "chronos_logo.csv", out_dir), interval
+
+
+def _old_compute_mape(old: pd.DataFrame) -> pd.DataFrame:
+    """The whole-model hardware-aware regressor's leave-one-GPU-out compute MAPE (notebook 04's stored
+    predictions) on the same rows: the models and optimizers the op graph builds."""
+    frame = old[old["model"].isin(step_eval.CHRONOS_MODELS) & old["optimizer"].isin(["SGD", "Adam", "AdamW"])]
+    frame = frame[frame["source"].str.startswith("chronos-time")]
+    ape = (frame["pred_compute_ms"] - frame["compute_ms"]).abs() / frame["compute_ms"] * 100
+    return ape.groupby(frame["device"]).mean().rename("whole_model_logo_mape").to_frame()

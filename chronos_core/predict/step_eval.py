@@ -1,0 +1,333 @@
+"""Model-level checks of the kernel time model: NeuSight's measured inference latencies and the
+CHRONOS per-batch compute times (leave-one-GPU-out), against the whole-model regressors.
+
+NeuSight labels: fp32 (TF32 off) inference of Hugging Face models with eager attention (PyTorch
+2.1), on the four GPUs whose kernels are in the fit. CHRONOS: `compute_ms` per training batch of
+zoo models on eight GPUs, each behind its own host; the host's per-op and per-step costs are
+fitted on the other GPUs' rows (leave-one-GPU-out), so the held-out GPU is never seen.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.catalog.devices import Devices
+from chronos_core.data import registry
+from chronos_core.predict.kernels import KernelModel
+from chronos_core.predict.step import HostOverhead, predict_ops
+
+# NeuSight label name -> (config source, task head): BERT ran with a 2-class classifier head.
+NEUSIGHT_MODELS = {
+    "bert_large": ("neusight-config-bert-large", "sequence-classification"),
+    "gpt2_large": ("neusight-config-gpt2-large", "causal-lm"),
+    "gpt3_xl": ("neusight-config-gpt3-xl", "causal-lm"),
+    "gpt3_27": ("neusight-config-gpt3-27", "causal-lm"),
+    "opt_13": ("neusight-config-opt-13", "causal-lm"),
+}
+# CHRONOS table model names -> zoo names and the row columns that size them.
+CHRONOS_MODELS = {
+    "vgg16": ("VGG16", ()),
+    "resnet50": ("ResNet50", ()),
+    "mobilenetv2": ("MobileNetV2", ()),
+    "mixer": ("MLP-Mixer", ("depth", "embed_dim", "patch_size", "token_mlp_dim", "channel_mlp_dim")),
+    "resmlp": ("ResMLP", ("depth", "embed_dim", "patch_size", "channel_mlp_dim")),
+    "ViT": ("ViT", ()),
+    "DistilBERT": ("DistilBERT", ("depth", "d_model", "n_heads", "d_ff")),
+}
+_OPTIMIZERS = {"SGD": "sgd", "Adam": "adam", "AdamW": "adamw"}
+
+
+def _cache_dir() -> Path:
+    root = Path(os.environ.get("CHRONOS_CACHE_DIR", Path.home() / ".cache" / "chronos"))
+    return root.expanduser() / "opgraph"
+
+
+def _cached(key: dict, build) -> pd.DataFrame:
+    """A traced op frame from the disk cache, or traced now and stored."""
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
+    path = _cache_dir() / f"eval-{digest}.pkl"
+    if path.is_file():
+        try:
+            with path.open("rb") as fh:
+                return pickle.load(fh)
+        except (OSError, pickle.UnpicklingError, EOFError):
+            pass
+    frame = build()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    with tmp.open("wb") as fh:
+        pickle.dump(frame, fh)
+    tmp.replace(path)
+    return frame
+
+
+# ---------------------------------------------------------------------------------------------- NeuSight
+
+
+def neusight_labels() -> pd.DataFrame:
+    """One row per labelled (GPU, model, seq_len, batch): measured end-to-end inference ms."""
+    rows = []
+    for name, src in registry.SOURCES.items():
+        if src.kind != "model_label":
+            continue
+        label = Path(src.mirror_path).stem  # e.g. gpt2_large-inf-1024-4
+        model, mode, seq, batch = label.split("-")[:4]
+        gpu = Path(src.mirror_path).parent.name.replace("_", " ")
+        if model not in NEUSIGHT_MODELS or mode != "inf":
+            continue
+        record = json.loads(registry.read_text(name))
+        rows.append(
+            {
+                "gpu": Devices.get(gpu).name,
+                "gpu_name": gpu,
+                "model": model,
+                "seq_len": int(seq),
+                "batch_size": int(batch),
+                "measured_ms": float(record["e2e_latency"]),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def neusight_ops(model: str, seq_len: int, batch_size: int) -> pd.DataFrame:
+    """The traced fp32 inference op graph of one NeuSight model (eager attention, as measured)."""
+    source, head = NEUSIGHT_MODELS[model]
+
+    def build() -> pd.DataFrame:
+        import torch
+        import transformers
+
+        from chronos_core.features.opgraph import trace_step
+
+        config = transformers.AutoConfig.for_model(**json.loads(registry.read_text(source)))
+        config._attn_implementation = "eager"
+        if head == "sequence-classification":
+            config.num_labels = 2
+            auto = transformers.AutoModelForSequenceClassification
+        else:
+            auto = transformers.AutoModelForCausalLM
+        with torch.device("meta"):
+            module = auto.from_config(config, attn_implementation="eager")
+        ids = torch.zeros((batch_size, seq_len), dtype=torch.long, device="meta")
+        return trace_step(
+            module, {"input_ids": ids}, precision="fp32", mode="inference", attn_implementation="eager"
+        )
+
+    return _cached({"neusight": model, "seq": seq_len, "batch": batch_size, "v": 1}, build)
+
+
+def check_neusight(model: KernelModel, host: HostOverhead) -> pd.DataFrame:
+    """Predicted vs measured inference latency for every NeuSight label."""
+    labels = neusight_labels()
+    preds = []
+    for row in labels.itertuples():
+        ops = neusight_ops(row.model, row.seq_len, row.batch_size)
+        priced = predict_ops(ops, row.gpu, model, host)
+        gpu_ms = float(priced["pred_ms"].sum())
+        host_ms = float(priced["count"].sum()) * host.dispatch_ms
+        preds.append(max(gpu_ms, host_ms))
+    labels["pred_ms"] = preds
+    labels["ape"] = (labels["pred_ms"] - labels["measured_ms"]).abs() / labels["measured_ms"] * 100
+    return labels
+
+
+# ---------------------------------------------------------------------------------------------- CHRONOS
+
+
+def chronos_rows() -> pd.DataFrame:
+    """The CHRONOS per-batch compute rows the op graph can build (zoo models, SGD/Adam/AdamW)."""
+    from chronos_core.predict.time_models import training_table
+
+    table = training_table()
+    table = table[table["source"].str.startswith("chronos-time")]
+    table = table[table["model"].isin(CHRONOS_MODELS) & table["optimizer"].isin(_OPTIMIZERS)]
+    table = table[pd.to_numeric(table["compute_ms"], errors="coerce") > 0].copy()
+    table["gpu"] = [Devices.get(name).name for name in table["gpu_name"]]
+    table["config"] = [json.dumps(_config(row), sort_keys=True) for _, row in table.iterrows()]
+    return table.reset_index(drop=True)
+
+
+def _config(row: pd.Series) -> dict:
+    zoo, sized_by = CHRONOS_MODELS[row["model"]]
+    kwargs = {col: int(row[col]) for col in sized_by if pd.notna(row.get(col))}
+    if zoo == "DistilBERT":
+        kwargs = {"depth": kwargs["depth"], "d_model": kwargs["d_model"], "n_heads": kwargs["n_heads"],
+                  "d_ff": kwargs["d_ff"]}  # fmt: skip
+    return {
+        "zoo": zoo,
+        "kwargs": kwargs,
+        "dataset": row["dataset"],
+        "num_classes": int(row["num_classes"]) if pd.notna(row.get("num_classes")) else None,
+        "batch_size": int(row["batch_size"]),
+        "precision": "amp" if int(row["precision"]) == 16 else "fp32",
+        "optimizer": _OPTIMIZERS[row["optimizer"]],
+    }
+
+
+def chronos_ops(config_json: str) -> pd.DataFrame:
+    """The traced training step of one CHRONOS configuration (cached on disk)."""
+    config = json.loads(config_json)
+
+    def build() -> pd.DataFrame:
+        import torch
+
+        from chronos_core.catalog.models import Models
+        from chronos_core.features.opgraph import trace_step
+
+        spec = Models.get(config["zoo"])
+        extra = {"num_classes": config["num_classes"]} if config["num_classes"] else {}
+        with torch.device("meta"):
+            module = spec.build(config["dataset"], **config["kwargs"], **extra)
+        example = spec.example_input(config["dataset"], config["batch_size"], **config["kwargs"])
+        return trace_step(module, example, precision=config["precision"], optimizer=config["optimizer"])
+
+    return _cached({"chronos": config, "v": 1}, build)
+
+
+def tf32_convolutions(ops: pd.DataFrame, device: str) -> pd.DataFrame:
+    """fp32 convolutions run on TF32 tensor cores on Ampere and later (cuDNN's default in PyTorch)."""
+    spec = Devices.get(device)
+    if spec.peak_tf32_tensor_tflops > 0:
+        ops = ops.copy()
+        ops.loc[(ops["family"] == "conv") & (ops["dtype"] == "fp32"), "dtype"] = "tf32"
+    return ops
+
+
+def price_configs(
+    configs: list[str], device: str, model: KernelModel, progress: bool = False
+) -> pd.DataFrame:
+    """GPU time (ms, gaps and no host) and kernel count of each configuration's step on a device."""
+    host = HostOverhead(gap_ms=0.0, dispatch_ms=0.0, fixed_ms=0.0)
+    frames, keys = [], []
+    for config in configs:
+        ops = tf32_convolutions(chronos_ops(config), device)
+        frames.append(ops)
+        keys.append(np.full(len(ops), len(keys)))
+    allops = pd.concat(frames, ignore_index=True)
+    priced = predict_ops(allops, device, model, host)
+    priced["config"] = np.concatenate(keys)
+    launches = priced["count"].fillna(1)
+    agg = (
+        priced.assign(launches=launches)
+        .groupby("config")
+        .agg(gpu_ms=("pred_ms", "sum"), kernels=("launches", "sum"))
+    )
+    agg.index = [configs[i] for i in agg.index]
+    return agg
+
+
+def fit_host(gpu_ms: np.ndarray, kernels: np.ndarray, measured: np.ndarray) -> HostOverhead:
+    """The host's per-kernel gap, per-op dispatch and per-step cost that best explain its rows
+    (grid search on log error: the median absolute log ratio)."""
+    best = (np.inf, HostOverhead())
+    for gap in (0.0, 0.002, 0.004, 0.008):
+        for dispatch in (0.004, 0.006, 0.008, 0.012, 0.016, 0.024, 0.032, 0.048):
+            gpu = gpu_ms + gap * kernels
+            host = kernels * dispatch
+            base = np.maximum(gpu, host)
+            for fixed in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
+                err = np.median(np.abs(np.log((base + fixed) / measured)))
+                if err < best[0]:
+                    best = (err, HostOverhead(gap, dispatch, fixed, "fitted"))
+    return best[1]
+
+
+def step_from_host(gpu_ms: np.ndarray, kernels: np.ndarray, host: HostOverhead) -> np.ndarray:
+    """Step time (ms) from GPU time, kernel count and a host."""
+    return np.maximum(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms) + host.fixed_ms
+
+
+def median_host(hosts: list[HostOverhead]) -> HostOverhead:
+    """The default host for a GPU whose host nobody measured: the median of the known ones."""
+    return HostOverhead(
+        float(np.median([h.gap_ms for h in hosts])),
+        float(np.median([h.dispatch_ms for h in hosts])),
+        float(np.median([h.fixed_ms for h in hosts])),
+        "median of measured hosts",
+    )
+
+
+def kernel_fold(exclude: str | None, n_estimators: int = 400) -> KernelModel:
+    """The default kernel model less one GPU's kernels (`kernel_default.fit_default`), cached on disk."""
+    from chronos_core.predict.kernel_default import fit_default
+
+    key = {"kernel_fold": exclude, "n": n_estimators, "v": 3, "code": _code_digest()}
+    return _cached(key, lambda: fit_default(exclude, n_estimators))
+
+
+def _code_digest() -> str:
+    here = Path(__file__).parent
+    return hashlib.sha256(
+        b"".join((here / n).read_bytes() for n in ("kernels.py", "kernel_eval.py", "kernel_default.py"))
+    ).hexdigest()[:12]
+
+
+def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+    """Leave-one-GPU-out on the CHRONOS compute rows: the held-out GPU's kernels (where NeuSight has
+    any) leave the kernel fit too, and its host is the median of the other hosts' fitted ones.
+
+    Also the unseen-config regime: each GPU's host fitted on 4/5 of its configurations (grouped
+    folds), predicting the rest. Returns the rows with pred_logo_ms and pred_config_ms.
+    """
+    from chronos_core.data.kernels import kernel_table
+
+    kernel_gpus = set(kernel_table(include_xla=False)["device"])
+    gpus = sorted(rows["gpu"].unique())
+    configs = {g: sorted(rows.loc[rows["gpu"] == g, "config"].unique()) for g in gpus}
+    priced: dict[tuple[str | None, str], pd.DataFrame] = {}
+
+    def pricing(fold: str | None, gpu: str) -> pd.DataFrame:
+        if (fold, gpu) not in priced:
+            priced[(fold, gpu)] = price_configs(configs[gpu], gpu, kernel_fold(fold))
+        return priced[(fold, gpu)]
+
+    out = rows.copy()
+    out["pred_logo_ms"] = np.nan
+    out["pred_config_ms"] = np.nan
+    out["host_dispatch_ms"] = np.nan
+    iterator = gpus
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(gpus, desc="CHRONOS leave-one-GPU-out")
+    for held in iterator:
+        fold = held if held in kernel_gpus else None
+        hosts = []
+        for other in gpus:
+            if other == held:
+                continue
+            part = out[out["gpu"] == other]
+            p = pricing(fold, other).loc[part["config"]]
+            hosts.append(
+                fit_host(p["gpu_ms"].to_numpy(), p["kernels"].to_numpy(), part["compute_ms"].to_numpy(float))
+            )
+        host = median_host(hosts)
+        mask = (out["gpu"] == held).to_numpy()
+        p = pricing(fold, held).loc[out.loc[mask, "config"]]
+        out.loc[mask, "pred_logo_ms"] = step_from_host(p["gpu_ms"].to_numpy(), p["kernels"].to_numpy(), host)
+        out.loc[mask, "host_dispatch_ms"] = host.dispatch_ms
+        # unseen configs on a seen GPU: the GPU's own host, fitted on other configurations
+        own = pricing(None, held)
+        cfgs = np.array(configs[held])
+        folds = np.arange(len(cfgs)) % 5
+        np.random.default_rng(0).shuffle(folds)
+        fold_of = dict(zip(cfgs, folds, strict=True))
+        part = out[mask]
+        k = part["config"].map(fold_of).to_numpy()
+        for f in range(5):
+            tr, te = part[k != f], part[k == f]
+            ptr, pte = own.loc[tr["config"]], own.loc[te["config"]]
+            h = fit_host(
+                ptr["gpu_ms"].to_numpy(), ptr["kernels"].to_numpy(), tr["compute_ms"].to_numpy(float)
+            )
+            out.loc[te.index, "pred_config_ms"] = step_from_host(
+                pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h
+            )
+    return out

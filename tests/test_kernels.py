@@ -1,0 +1,197 @@
+"""Kernel tables, the per-kernel model, its calibration and its evaluation helpers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chronos_core.data import kernels as kdata
+from chronos_core.data import registry
+from chronos_core.predict import kernel_eval
+from chronos_core.predict.kernels import (
+    KernelModel,
+    fit_correction,
+    kernel_features,
+    measured_floor,
+    ops_frame,
+    row_errors,
+    work,
+)
+
+PROFILER_COLS = ("Kernel Name", "Warps per SM", "Grid x", "Block x", "Kernels")
+
+
+def _neusight_raw() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "OPName": ["bmm", "bmm", "linear", "addu", "ln"],
+            "Latency": [0.04, 0.06, 1.0, 0.03, 0.05],
+            "Device": ["Tesla T4"] * 5,
+            "Kernel Name": ["k"] * 5,
+            "Warps per SM": [1.0] * 5,
+            "Grid x": [1] * 5,
+            "Block x": [64] * 5,
+            "Kernels": [";k"] * 5,
+            "B": [8, 8, 1, 128, 64],
+            "M": [64, 64, 512, np.nan, np.nan],
+            "N": [64, 64, 512, np.nan, np.nan],
+            "K": [64, 64, 512, np.nan, np.nan],
+            "H": [np.nan, np.nan, np.nan, 1024, 768],
+        }
+    )
+
+
+def test_adapter_drops_profiler_columns_and_averages_duplicates():
+    out = kdata.adapt_neusight(_neusight_raw(), "train")
+    assert tuple(out.columns) == kdata.KERNEL_COLUMNS
+    assert not set(PROFILER_COLS) & set(out.columns)
+    assert len(out) == 4  # the two identical bmm rows became one
+    bmm = out[out["op"] == "bmm"].iloc[0]
+    assert bmm["latency_ms"] == pytest.approx(0.05)
+    assert set(out["device"]) == {"T4"} and set(out["dtype"]) == {"fp32"}
+    assert dict(zip(out["op"], out["family"], strict=True)) == {
+        "bmm": "gemm",
+        "linear": "gemm",
+        "addu": "elementwise",
+        "ln": "ln",
+    }
+
+
+def test_xla_adapter_latency_and_dtypes():
+    raw = pd.DataFrame(
+        {
+            "gpu": ["NVIDIA B200"] * 3,
+            "b": [1, 2, 1],
+            "m": [256, 256, 256],
+            "n": [256, 256, 256],
+            "k": [256, 256, 256],
+            "dtype": ["bf16xbf16->bf16", "f32xf32->f32", "f8e4m3fnxf8e4m3fn->bf16"],
+            "flops_per_s": [1e13, 1e13, 1e13],
+        }
+    )
+    out = kdata.adapt_xla_gemm(raw)
+    assert list(out["dtype"]) == ["bf16", "tf32"]  # fp8 is not a training precision here
+    assert out["latency_ms"].iloc[0] == pytest.approx(2 * 256**3 / 1e13 * 1e3)
+    assert list(out["op"]) == ["linear", "bmm"] and set(out["device"]) == {"B200-SXM"}
+
+
+def test_registry_knows_the_kernel_tables(mirror):
+    names = [n for n, s in registry.SOURCES.items() if s.kind == "kernels"]
+    assert len(names) == 16 * 5 + 5
+    assert registry.SOURCES["neusight-train-conv-nvidia-a100-80gb-pcie"].url.endswith(".csv")
+    assert "6945927d9afcca2b9daf021f8395e53edc5b4eef" in registry.SOURCES["neusight-test-bmm"].url
+    frame = kdata.adapt_neusight(registry.read("neusight-train-ln-tesla-t4"), "train")
+    assert len(frame) > 1000 and (frame["latency_ms"] > 0).all()
+
+
+def test_work_counts_flops_and_bytes():
+    rows = pd.DataFrame(
+        {
+            "op": ["bmm", "linear", "add", "addu"],
+            "family": ["gemm", "gemm", "elementwise", "elementwise"],
+            "B": [4, 4, 10, 10],
+            "M": [8, 8, np.nan, np.nan],
+            "N": [16, 16, np.nan, np.nan],
+            "K": [32, 32, np.nan, np.nan],
+            "H": [np.nan, np.nan, 100, 100],
+            "dtype": ["fp32", "fp32", "fp32", "bf16"],
+        }
+    )
+    w = work(rows)
+    assert w["flops"].iloc[0] == 2 * 4 * 8 * 16 * 32
+    assert w["bytes"].iloc[0] == 4 * (4 * 8 * 32 + 4 * 32 * 16 + 4 * 8 * 16)
+    assert w["bytes"].iloc[1] == 4 * (4 * 8 * 32 + 32 * 16 + 4 * 8 * 16)  # one shared weight
+    assert w["bytes"].iloc[2] == 4 * 1000 * 3 and w["bytes"].iloc[3] == 2 * 1000 * 2
+
+
+def _synthetic(device: str, slowdown: float = 1.0, n: int = 400, seed: int = 0) -> pd.DataFrame:
+    """GEMMs and elementwise kernels whose time is a known function of the roofline."""
+    rng = np.random.default_rng(seed)
+    m, nn_, k = (2 ** rng.integers(4, 12, n) for _ in range(3))
+    gemm = pd.DataFrame(
+        {"op": "bmm", "family": "gemm", "B": 2 ** rng.integers(0, 4, n), "M": m, "N": nn_, "K": k}
+    )
+    elems = pd.DataFrame({"op": "addu", "family": "elementwise", "B": 2 ** rng.integers(0, 12, n), "H": 1024})
+    rows = pd.concat([gemm, elems], ignore_index=True)
+    rows["dtype"], rows["device"] = "fp32", device
+    rows = kdata.conform_kernels(rows.assign(split="train", source="synthetic", device_name=device))
+    feats = kernel_features(rows)
+    eff = np.where(rows["family"] == "gemm", 0.7, 0.85) / (1 + 3e-3 / np.maximum(feats["t_roof_ms"], 1e-6))
+    rows["latency_ms"] = (0.02 + feats["t_roof_ms"] / eff) * slowdown
+    return rows
+
+
+def test_kernel_model_learns_efficiency_and_calibration_fixes_a_slow_gpu():
+    train = pd.concat(
+        [_synthetic(d, seed=i) for i, d in enumerate(("T4", "V100-PCIe-32GB", "P100-PCIe-16GB"))]
+    )
+    model = KernelModel(n_estimators=60, max_depth=4).fit(train.reset_index(drop=True))
+    test = _synthetic("A100-PCIe-40GB", seed=9)
+    err = lambda pred: np.mean(np.abs(pred - test["latency_ms"]) / test["latency_ms"])  # noqa: E731
+    assert err(model.predict(test)) < 0.25
+    slow = _synthetic("A100-PCIe-40GB", slowdown=1.8, seed=9)
+    before = np.mean(np.abs(model.predict(slow) - slow["latency_ms"]) / slow["latency_ms"])
+    tuned = model.without_calibration().calibrate(kernel_eval.calibration_sample(slow))
+    after = np.mean(np.abs(tuned.predict(slow) - slow["latency_ms"]) / slow["latency_ms"])
+    assert after < before / 2
+    assert not model.corrections_  # calibrating a copy leaves the original alone
+
+
+def test_fit_correction_recovers_level_and_slope():
+    x = np.linspace(0, 6, 40)
+    corr = fit_correction(x, 0.3 + 0.1 * (x - 3), shrink=0.0)
+    assert corr.a == pytest.approx(0.3, abs=1e-6) and corr.b == pytest.approx(0.1, abs=1e-6)
+    assert fit_correction(x[:2], np.array([0.2, 0.4])).b == 0.0  # too few points: level only
+    assert fit_correction(np.array([]), np.array([])).a == 0.0
+
+
+def test_floor_and_training_rows_and_calibration_sample():
+    rows = _synthetic("T4")
+    small = rows[(rows["family"] == "elementwise") & (rows["B"] * rows["H"] <= 65536)]
+    assert measured_floor(rows) == pytest.approx(np.percentile(small["latency_ms"], 5))
+    assert measured_floor(rows[rows["family"] == "gemm"], default=0.5) == 0.5
+    long = rows.assign(latency_ms=np.where(rows["family"] == "gemm", 5.0, rows["latency_ms"]))
+    kept = kernel_eval.training_rows(long)
+    assert (kept["family"] == "elementwise").all()
+    sample = kernel_eval.calibration_sample(rows, per_family=8)
+    assert sample.index.is_unique and set(sample["family"]) == {"gemm", "elementwise"}
+    gemm = sample[sample["family"] == "gemm"]["latency_ms"]
+    pool = rows[rows["family"] == "gemm"]["latency_ms"]
+    assert gemm.min() <= pool.quantile(0.05) and gemm.max() >= pool.quantile(0.95)  # spread over sizes
+    smallest = rows.loc[rows["family"] == "elementwise", "latency_ms"].min()
+    assert sample.loc[sample["family"] == "elementwise", "latency_ms"].min() == smallest  # the launch probe
+
+
+def test_ops_frame_maps_neusight_rows_and_names_bad_ones():
+    raw = pd.DataFrame(
+        {
+            "OPName": ["linear", "conv", "softmax", "matmul", "add", "bmm"],
+            "Device": [
+                "NVIDIA H100 80GB HBM3",
+                "Tesla T4",
+                "NVIDIA L4",
+                "Tesla T4",
+                "Quantum GPU",
+                "Tesla T4",
+            ],
+            "B": [1, 2, 64, 1, 4, 2],
+            "M": [128, np.nan, np.nan, 1, np.nan, 0],
+            "N": [128, np.nan, np.nan, 1, np.nan, 8],
+            "K": [128, np.nan, np.nan, 1, np.nan, 8],
+            "H": [np.nan, np.nan, 512, np.nan, 10, np.nan],
+            "Input_Channel": [np.nan, 16, np.nan, np.nan, np.nan, np.nan],
+            "Output_Channel": [np.nan, 32, np.nan, np.nan, np.nan, np.nan],
+            "Kernel_Szie": [np.nan, 3, np.nan, np.nan, np.nan, np.nan],
+            "Input_Size": [np.nan, 28, np.nan, np.nan, np.nan, np.nan],
+            "Stride": [np.nan, 1, np.nan, np.nan, np.nan, np.nan],
+            "Padding": [np.nan, 1, np.nan, np.nan, np.nan, np.nan],
+            "dtype": ["bf16", None, "fp32", "fp32", "fp32", "fp32"],
+        }
+    )
+    rows = ops_frame(raw)
+    assert list(rows["device"][:3]) == ["H100-SXM", "T4", "L4"]
+    assert rows["dtype"].iloc[1] == "fp32"  # missing dtype: NeuSight's default (TF32 off)
+    errors = row_errors(rows)
+    assert errors[:3] == ["", "", ""]
+    assert "matmul" in errors[3] and "Quantum GPU" in errors[4] and "M" in errors[5]

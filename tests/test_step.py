@@ -1,0 +1,163 @@
+"""A step from its operators: op -> kernel mapping, step composition, and the predict-ops /
+predict-step verbs (with a small kernel model fitted on a slice of the public tables)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chronos_core.cli import main
+from chronos_core.data.kernels import kernel_table
+from chronos_core.features.opgraph import trace_step
+from chronos_core.predict import kernel_default
+from chronos_core.predict.kernel_cli import STEP_OUTPUTS
+from chronos_core.predict.kernel_eval import training_rows
+from chronos_core.predict.kernels import KernelModel
+from chronos_core.predict.step import DEFAULT_HOST, HostOverhead, kernel_rows, predict_ops, predict_step, top_ops
+
+
+@pytest.fixture(scope="module")
+def small_model(mirror_module) -> KernelModel:
+    table = kernel_table(include_xla=False)
+    sample = training_rows(table).groupby(["device", "family"], group_keys=False).head(300)
+    return KernelModel(n_estimators=30, max_depth=5).fit(sample.reset_index(drop=True))
+
+
+@pytest.fixture(scope="module")
+def mirror_module():
+    from tests.conftest import mirror_path
+
+    if mirror_path() is None:
+        pytest.skip("public data mirror not present")
+
+
+@pytest.fixture
+def patched(monkeypatch, small_model):
+    monkeypatch.setattr(kernel_default, "default_kernel_model", lambda refit=False: small_model)
+    return small_model
+
+
+def test_kernel_rows_map_each_family():
+    ops = trace_step("ResNet18", batch_size=2, precision="amp", optimizer="sgd", dataset="CIFAR10")
+    rows, scale = kernel_rows(ops, "T4")
+    fam = dict(zip(ops["family"], rows["family"], strict=True))
+    assert fam["conv"] == "conv" and fam["gemm"] == "gemm" and fam["elementwise"] == "elementwise"
+    assert fam["norm"] == "ln"
+    assert set(rows.loc[ops["family"].to_numpy() == "conv", "dtype"]) == {"fp16"}
+    assert np.isfinite(scale).all() and (scale > 0).all()
+    conv = ops["family"].to_numpy() == "conv"
+    assert np.allclose(scale[conv], 1.0, rtol=1e-6)  # a conv row is its own stand-in
+
+
+def test_step_composition_and_host_bound(small_model):
+    ops = trace_step("ResNet18", batch_size=8, precision="fp32", optimizer="adam", dataset="CIFAR10")
+    step = predict_step(ops, "A100-PCIe-40GB", small_model)
+    parts = step["pred_forward_ms"] + step["pred_backward_ms"] + step["pred_optimizer_ms"] + step["pred_overhead_ms"]
+    assert step["pred_step_ms"] == pytest.approx(parts)
+    assert step["pred_backward_ms"] > step["pred_forward_ms"] > 0 and step["pred_optimizer_ms"] > 0
+    slow_host = HostOverhead(dispatch_ms=1.0)
+    assert predict_step(ops, "A100-PCIe-40GB", small_model, slow_host)["pred_step_ms"] >= step["kernels"] * 1.0
+    inference = trace_step("ResNet18", batch_size=8, mode="inference", dataset="CIFAR10")
+    inf = predict_step(inference, "A100-PCIe-40GB", small_model)
+    assert inf["pred_backward_ms"] == 0 and inf["pred_optimizer_ms"] == 0
+    assert inf["pred_step_ms"] < step["pred_step_ms"]
+    # a faster GPU takes less time for the same work
+    assert predict_step(ops, "P4", small_model)["pred_step_ms"] > step["pred_step_ms"]
+
+
+def test_top_ops_lists_bounds(small_model):
+    ops = trace_step("hf:gpt2", batch_size=2, seq_len=128, precision="bf16", optimizer="adamw")
+    top = top_ops(predict_ops(ops, "H100-SXM", small_model, DEFAULT_HOST), n=5)
+    assert len(top) == 5 and top["pred_ms"].is_monotonic_decreasing
+    assert set(top["bound"]) <= {"compute", "memory", "launch"}
+    assert top["share"].sum() <= 1.0 + 1e-9
+
+
+def test_predict_ops_cli(tmp_path, patched, capsys):
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        {
+            "OPName": ["linear", "bmm", "ln", "warp", "add"],
+            "Device": ["NVIDIA H100 80GB HBM3", "Tesla T4", "NVIDIA L4", "Tesla T4", "Imaginary GPU"],
+            "B": [1, 8, 64, 1, 1],
+            "M": [1024, 128, None, 1, None],
+            "N": [1024, 128, None, 1, None],
+            "K": [1024, 64, None, 1, None],
+            "H": [None, None, 1024, None, 10],
+            "dtype": ["bf16", "fp32", "fp32", "fp32", "fp32"],
+            "note": ["kept", "kept", "kept", "kept", "kept"],
+        }
+    ).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict-ops", "--input", str(src), "--output", str(out)]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame["note"]) == ["kept"] * 5
+    pred = pd.to_numeric(frame["pred_latency_ms"], errors="coerce")
+    assert (pred[:3] > 0).all() and pred[3:].isna().all()
+    assert "warp" in frame["error"][3] and "Imaginary GPU" in frame["error"][4]
+    assert "5 rows read, 3 predicted, 2 failed" in capsys.readouterr().out
+
+
+def test_predict_step_cli(tmp_path, patched):
+    src = tmp_path / "in.csv"
+    pd.DataFrame(
+        {
+            "model": ["ResNet18", "hf:gpt2", "hf:gpt2", "nonexistent-model"],
+            "batch_size": [8, 2, 2, 4],
+            "seq_len": [None, 128, 128, None],
+            "input_shape": ["3x32x32", None, None, None],
+            "precision": ["amp", "bf16", "fp64", "fp32"],
+            "optimizer": ["sgd", "adamw", "adamw", "sgd"],
+            "mode": ["train", "inference", "train", "train"],
+            "gpu": ["A100", "H100 SXM", "T4", "T4"],
+        }
+    ).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict-step", "--input", str(src), "--output", str(out)]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert list(frame.columns[-8:]) == [*STEP_OUTPUTS, "error"]
+    ok = frame.iloc[:2]
+    assert (ok["error"] == "").all()
+    lo, mid, hi = (ok[c].astype(float) for c in ("pred_step_ms_lo", "pred_step_ms", "pred_step_ms_hi"))
+    assert ((lo < mid) & (mid < hi)).all()
+    assert float(frame["pred_backward_ms"][1]) == 0  # inference
+    assert "fp64" in frame["error"][2] and "nonexistent-model" in frame["error"][3]
+
+
+@pytest.mark.parametrize(
+    ("verb", "content", "message"),
+    [
+        ("predict-ops", "a,b\n1,2\n", "OPName"),
+        ("predict-step", "model,gpu\nResNet18,T4\n", "batch_size"),
+        ("predict-ops", "", "Cannot read"),
+    ],
+)
+def test_bad_tables_end_in_one_line(tmp_path, capsys, verb, content, message):
+    src = tmp_path / "in.csv"
+    src.write_text(content)
+    assert main([verb, "--input", str(src), "--output", str(tmp_path / "o.csv")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_output_checked_before_work(tmp_path, capsys):
+    src = tmp_path / "in.csv"
+    src.write_text("OPName,Device,B,H\nadd,Tesla T4,1,10\n")
+    assert main(["predict-ops", "--input", str(src), "--output", str(tmp_path / "no" / "o.csv")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    assert main(["predict-ops", "--input", str(src), "--output", str(tmp_path)]) == 2
+
+
+def test_api_operators_and_explain(patched):
+    import chronos_core as chronos
+
+    p = chronos.TrainingTimePredictor(model="ResNet18", dataset="CIFAR10", batch_size=16, precision=16, gpu="A100")
+    ops = p.operators(top=5)
+    assert ops["step_ms"]["pred_step_ms"] > 0 and ops["optimizer_traced"] == "sgd"
+    assert len(ops["top_operators"]) == 5
+    assert {"aten", "bound", "pred_ms", "share"} <= set(ops["top_operators"][0])
+    explained = p.explain()
+    assert explained["operators"]["top_operators"][0]["aten"] == ops["top_operators"][0]["aten"]
+    with pytest.raises(ValueError, match="cpu"):
+        chronos.TrainingTimePredictor(model="ResNet18", dataset="CIFAR10", gpu="cpu").operators()
