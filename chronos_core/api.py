@@ -12,12 +12,14 @@ Epoch time is the default time model (`chronos_core.predict.default_model`, hard
 trained on the public tables and our own measurements) applied to the configuration's
 computational features, times the steps per epoch. With `gpu="cpu"` the run is measured on the
 spot on this machine (a few iterations of the real training loop) unless `measure=False`.
-Epochs come from the convergence meta-regressor (`chronos_core.convergence.models`).
+Epochs come from the learned curve prior (`chronos_core.convergence.curve_prior`): the zero-shot
+meta-regressor as prior, updated by the validation losses a running job has already seen.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -404,11 +406,20 @@ class TrainingTimePredictor:
             "max_epochs": self.max_epochs,
         }
 
-    def predict_number_of_epochs(self) -> Estimate:
-        """Epochs until early stopping fires (patience, min_delta), with an 80% interval."""
-        from chronos_core.convergence.models import default_predictor
+    def predict_number_of_epochs(self, observed_val_loss: Sequence[float] | None = None) -> Estimate:
+        """Epochs until early stopping fires (patience, min_delta), with an 80% interval, at most max_epochs.
 
-        out = default_predictor().predict(pd.DataFrame([self.convergence_row()]), k=0).iloc[0]
+        `observed_val_loss`: the validation losses of the epochs a running job has finished; the
+        prediction then conditions on them (the learned curve prior; re-plan a running job with it).
+        """
+        from chronos_core.convergence.curve_prior import default_curve_prior
+
+        row = self.convergence_row()
+        if observed_val_loss is not None:
+            from chronos_core.convergence.data import parse_prefix
+
+            row["val_loss_prefix"] = parse_prefix(list(observed_val_loss), where="observed_val_loss")
+        out = default_curve_prior().predict(pd.DataFrame([row]), k=None).iloc[0]
         cap = float(self.max_epochs)
         return Estimate(min(out["pred"], cap), min(out["lo"], cap), min(out["hi"], cap), "epochs")
 
@@ -458,6 +469,11 @@ class TrainingTimePredictor:
             "time": time_support(row),
             "convergence": convergence_support(self.convergence_row()),
         }
+        if not self.on_cpu and self._torch_model and self.gpu.name in _catalog_gpus():
+            try:
+                out["operators"] = self.operators()
+            except ChronosError as exc:  # a model the tracer cannot run: say so, keep the rest
+                out["operators"] = {"error": str(exc)}
         if self._measured is not None:
             out["measured_here"] = {
                 k: v for k, v in self._measured.row.items() if not str(k).endswith("_json")
@@ -470,6 +486,41 @@ class TrainingTimePredictor:
                 out["data"]["time"]["interval_regime"] = str(model.regimes(pd.DataFrame([row]))[0])
         return out
 
+    def operators(self, top: int = 10) -> dict[str, Any]:
+        """The step's operators priced by the kernel model: the step's parts (ms) and the `top` ops by
+        predicted time, each with its bound (compute, memory, launch). GPUs and torch models only."""
+        if self.on_cpu:
+            raise ChronosError("operators() prices a step on a GPU; gpu='cpu' is measured, not traced")
+        if not self._torch_model:
+            raise ChronosError("operators() traces torch models; Keras models are not traced op by op")
+        from chronos_core.features.opgraph import trace_step
+        from chronos_core.predict.kernel_default import default_kernel_model
+        from chronos_core.predict.step import predict_ops, predict_step, top_ops
+
+        precision = {16: "amp", 32: "fp32", "bf16": "bf16", "tf32": "tf32"}.get(self.precision, "fp32")
+        optimizer = {"SGD": "sgd", "SGD-momentum": "sgd", "Adam": "adam", "AdamW": "adamw"}.get(
+            self.optimizer.name, "adamw"
+        )
+        if _is_module(self.model):
+            example = torch_example_input(self.dataset, self.batch_size)
+            ops = trace_step(self.model, example, precision=precision, optimizer=optimizer)
+        else:
+            ops = trace_step(
+                self.model.name,
+                batch_size=self.batch_size,
+                precision=precision,
+                optimizer=optimizer,
+                dataset=self.dataset.name,
+            )
+        kernels = default_kernel_model()
+        step = predict_step(ops, self.gpu.name, kernels)
+        table = top_ops(predict_ops(ops, self.gpu.name, kernels), n=top)
+        return {
+            "step_ms": {k: round(v, 4) for k, v in step.items()},
+            "optimizer_traced": optimizer,
+            "top_operators": table.round(4).to_dict(orient="records"),
+        }
+
     def __repr__(self) -> str:
         return (
             f"TrainingTimePredictor(model={_model_name(self.model)!r}, dataset={self.dataset.name!r}, "
@@ -479,6 +530,22 @@ class TrainingTimePredictor:
 
 
 # ---------------------------------------------------------------------------------------------- support
+
+
+def _catalog_gpus() -> set[str]:
+    from chronos_core.catalog.devices import Devices
+
+    return set(Devices.names())
+
+
+def torch_example_input(dataset: DatasetSpec, batch_size: int) -> Any:
+    """A meta-device input batch of the dataset's shape (token ids for text)."""
+    import torch
+
+    shape = (batch_size, *dataset.input_shape)
+    if dataset.modality == "text":
+        return torch.zeros(shape, dtype=torch.long, device="meta")
+    return torch.empty(shape, device="meta")
 
 
 def _norm(values: pd.Series) -> pd.Series:

@@ -207,8 +207,9 @@ def test_predict_epochs_command(tmp_path, monkeypatch, fitted, runs):
     parser = argparse.ArgumentParser()
     conv_cli.add_parsers(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["predict-epochs", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv")]
-    )
+        ["predict-epochs", "--input", str(tmp_path / "in.csv"), "--output", str(tmp_path / "out.csv"),
+         "--model", "xgb"]
+    )  # fmt: skip
     assert args.func(args) == 0
     out = pd.read_csv(tmp_path / "out.csv")
     assert list(out.columns[: len(rows.columns)]) == list(rows.columns)

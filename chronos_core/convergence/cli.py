@@ -4,7 +4,8 @@ IN.csv holds rows in the CAPE_Dataset / CHRONOS convergence schema (without T_co
 T_90close; present targets are ignored). When a `val_loss_prefix` column holds a JSON list of the
 first k validation losses, the prediction uses it (losses after a NaN/inf, i.e. after the run
 diverged, are ignored; anything that is not a list of non-negative numbers is an error).
-OUT.csv repeats the input and adds pred_T_conv, pred_T_conv_lo, pred_T_conv_hi (an 80% interval).
+OUT.csv repeats the input and adds pred_T_conv, pred_T_conv_lo, pred_T_conv_hi (an 80% interval):
+with the default curve-prior model, the epochs the run lasts, min(T_conv, max_epochs).
 """
 
 from __future__ import annotations
@@ -64,12 +65,26 @@ def canonical_input(raw: pd.DataFrame) -> pd.DataFrame:
     return frame.drop(columns=[c for c in ("T_conv", "T_80close", "T_90close") if c in frame])
 
 
-def predict_epochs_frame(raw: pd.DataFrame, refit: bool = False) -> pd.DataFrame:
-    """The input rows plus pred_T_conv, pred_T_conv_lo, pred_T_conv_hi."""
-    from chronos_core.convergence.models import default_predictor
+MODELS = ("curve_prior", "xgb")
 
+
+def predict_epochs_frame(raw: pd.DataFrame, refit: bool = False, model: str = "curve_prior") -> pd.DataFrame:
+    """The input rows plus pred_T_conv, pred_T_conv_lo, pred_T_conv_hi.
+
+    model: "curve_prior" (default: zero-shot prior + curve PFN, capped at max_epochs) or "xgb" (the
+    earlier zero-shot XGBoost + learned prefix model).
+    """
+    if model not in MODELS:
+        raise ChronosError(f"Unknown model {model!r}. Known: {', '.join(MODELS)}")
     frame = canonical_input(raw)
-    out = default_predictor(refit=refit).predict(frame, k=None)
+    if model == "curve_prior":
+        from chronos_core.convergence.curve_prior import default_curve_prior
+
+        out = default_curve_prior(refit=refit).predict(frame, k=None)
+    else:
+        from chronos_core.convergence.models import default_predictor
+
+        out = default_predictor(refit=refit).predict(frame, k=None)
     result = raw.copy()
     result["pred_T_conv"] = out["pred"].round(2).to_numpy()
     result["pred_T_conv_lo"] = out["lo"].round(2).to_numpy()
@@ -87,7 +102,7 @@ def _cmd_predict_epochs(args: argparse.Namespace) -> int:
         raise ChronosError(f"Could not read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from None
     if raw.empty:
         raise ChronosError(f"Input file {str(path)!r} has no rows")
-    result = predict_epochs_frame(raw, refit=args.refit)
+    result = predict_epochs_frame(raw, refit=args.refit, model=args.model)
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
     result.to_csv(args.output, index=False)
     print(f"wrote {len(result)} predictions to {args.output}")
@@ -104,4 +119,10 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--input", required=True, help="CSV in the CAPE_Dataset/CHRONOS convergence schema")
     p.add_argument("--output", required=True, help="where to write the input plus pred_T_conv[_lo|_hi]")
     p.add_argument("--refit", action="store_true", help="retrain the cached model on all data first")
+    p.add_argument(
+        "--model",
+        choices=MODELS,
+        default="curve_prior",
+        help="curve_prior (default: learned curve prior conditioned on the zero-shot prediction) or xgb",
+    )
     p.set_defaults(func=_cmd_predict_epochs)

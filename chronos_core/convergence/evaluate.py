@@ -119,13 +119,15 @@ def cross_predict(
 ) -> pd.DataFrame:
     """Held-out predictions of every model for every split and k (k=0: zero-shot). Long format.
 
-    With `extra_train`, the `chronos` model is also fitted on each fold's training rows plus those
-    rows (always training data, never tested) and reported as `chronos_<extra_name>`.
+    With `extra_train`, the `chronos` (and `curve_prior`) model is also fitted on each fold's training
+    rows plus those rows (always training data, never tested) and reported as `<model>_<extra_name>`.
     """
     frame = frame.reset_index(drop=True)
     factories = dict(factories or default_models(seed))
-    if extra_train is not None and "chronos" in factories:
-        factories[f"chronos_{extra_name}"] = factories["chronos"]
+    if extra_train is not None:
+        for base in ("chronos", "curve_prior"):
+            if base in factories:
+                factories[f"{base}_{extra_name}"] = factories[base]
     has_prefix = any(len(p) >= 2 for p in cm.prefixes(frame))
     records = []
     for fold, (tr, te) in enumerate(outer_splits(frame, scheme, seed)):
@@ -135,13 +137,13 @@ def cross_predict(
             if name.startswith("curve_fit") and not has_prefix:
                 continue
             fit_rows = train
-            if name == f"chronos_{extra_name}":
+            if extra_train is not None and name.endswith(f"_{extra_name}"):
                 fit_rows = pd.concat([train, extra_train], ignore_index=True)
-            if isinstance(model, cm.ConvergencePredictor):
+            if isinstance(model, cm.ConvergencePredictor) or getattr(model, "grouped_fit", False):
                 model.fit(fit_rows, groups=fit_rows[group_column(scheme)].astype(str).to_numpy())
             else:
                 model.fit(fit_rows)
-            prefix_aware = name in PREFIX_AWARE or name.startswith("chronos")
+            prefix_aware = name in PREFIX_AWARE or name.startswith(("chronos", "curve_prior"))
             k_values = ([0] if not name.startswith("curve_fit") else []) + (
                 list(ks) if prefix_aware and has_prefix else []
             )

@@ -1,0 +1,352 @@
+"""`CurvePriorPredictor`: zero-shot meta-regressor as the prior, the curve PFN for everything after it.
+
+One model for k = 0 and k > 0. The zero-shot XGBoost (configuration + init-time probes, trained with
+an accelerated-failure-time loss so runs stopped by max_epochs count as censored, not converged)
+gives log T and its out-of-fold log-space spread; the PFN (pretrained on the synthetic curve prior,
+then fine-tuned on the training runs with an interval-censored likelihood where inner folds say
+that helps) turns that prior and the first k validation losses into a distribution of the stopping
+epoch. Predictions are the median of min(T, max_epochs) with an 80% interval, and exact where the
+prefix already shows the stop. Intervals get a conformal scale in log space from inner grouped folds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import xgboost as xgb
+
+from chronos_core.convergence import models as cm
+from chronos_core.convergence import pfn as pf
+
+FINETUNE_KS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20)
+ZS_FEATURE_SETS = {
+    "config": cm.CONFIG_FEATURES,
+    "config+probes": cm.CONFIG_FEATURES + cm.CHRONOS_PROBE_FEATURES,
+}
+
+
+def censored(frame: pd.DataFrame) -> np.ndarray:
+    """Runs stopped by max_epochs rather than by early stopping (right-censored T_conv)."""
+    y = cm._col(frame, "T_conv")
+    _, _, max_epochs = cm._row_ints(frame)
+    if "converged" in frame:
+        conv = frame["converged"].astype(bool).to_numpy()
+        return ~conv | (y >= max_epochs)
+    return y >= max_epochs
+
+
+class CensoredMetaRegressor:
+    """Zero-shot XGBoost on T_conv - patience + 1, log-normal AFT loss: censored runs say T >= max_epochs."""
+
+    def __init__(self, seed: int = 0, features: Sequence[str] | None = None, n_estimators: int = 200) -> None:
+        self.seed = seed
+        self.features = features
+        self.n_estimators = n_estimators
+
+    def _x(self, frame: pd.DataFrame) -> pd.DataFrame:
+        wanted = list(self.features) if self.features is not None else None
+        feats = cm.zero_shot_features(
+            frame, extra_probes=True, probe_batch=bool(wanted and "probe_batch_steps_log10" in wanted)
+        )
+        if "probe_batch_pred_log" in frame:
+            feats["probe_batch_pred_log"] = frame["probe_batch_pred_log"].to_numpy(dtype=float)
+        return feats[wanted] if wanted is not None else feats
+
+    def fit(self, frame: pd.DataFrame) -> CensoredMetaRegressor:
+        patience, _, _ = cm._row_ints(frame)
+        y = np.maximum(cm._target(frame) - patience + 1, 1.0)  # AFT models log(y) itself
+        upper = np.where(censored(frame), np.inf, y)
+        x = self._x(frame)
+        self.columns_ = [c for c in x.columns if x[c].notna().any()]
+        dm = xgb.DMatrix(x[self.columns_].to_numpy(dtype=float))
+        dm.set_float_info("label_lower_bound", y)
+        dm.set_float_info("label_upper_bound", upper)
+        params = {
+            "objective": "survival:aft",
+            "aft_loss_distribution": "normal",
+            "aft_loss_distribution_scale": 0.6,
+            "max_depth": 3,
+            "eta": 0.07,
+            "subsample": 0.8,
+            "colsample_bytree": 0.8,
+            "min_child_weight": 2,
+            "lambda": 1.0,
+            "seed": self.seed,
+            "nthread": 1,
+            "verbosity": 0,
+        }
+        self.booster_ = xgb.train(params, dm, num_boost_round=self.n_estimators)
+        return self
+
+    def predict(self, frame: pd.DataFrame, k: int | None = None) -> pd.DataFrame:
+        patience, _, _ = cm._row_ints(frame)
+        x = self._x(frame).reindex(columns=self.columns_)
+        pred = self.booster_.inplace_predict(x.to_numpy(dtype=float)) + patience - 1  # no DMatrix: ~1 ms
+        return cm._frame(pred)
+
+
+def _prefix_matrix(pref: Sequence[Sequence[float]], k: np.ndarray) -> np.ndarray:
+    width = max(int(k.max(initial=0)), 1)
+    out = np.full((len(pref), width), np.nan)
+    for i, p in enumerate(pref):
+        kk = int(k[i])
+        if kk:
+            out[i, :kk] = p[:kk]
+    return out
+
+
+K_BUCKETS = ("k0", "k1-4", "k5+")  # prefix lengths that get their own nested choices
+
+
+def _bucket(ks: np.ndarray) -> np.ndarray:
+    return np.where(ks == 0, "k0", np.where(ks < 5, "k1-4", "k5+"))
+
+
+def _robust_sigma(log_resid: np.ndarray) -> float:
+    r = log_resid[np.isfinite(log_resid)]
+    if len(r) < 5:
+        return 0.7
+    return float(np.clip(1.4826 * np.median(np.abs(r - np.median(r))), 0.1, 1.5))
+
+
+class CurvePriorPredictor:
+    """Zero-shot prior + curve PFN; `fit(frame, groups)` / `predict(frame, k)` like the other models.
+
+    finetune_steps: fine-tuning offered to the nested check in `fit` (kept only where it beats the
+    pretrained PFN on inner folds; 0: pretrained only); `zs_features` picks the zero-shot feature set
+    (None: all, or a key of ZS_FEATURE_SETS, or a list); censor=False trains the zero-shot model
+    as if censored runs had converged at max_epochs (the old behaviour, for the ablation);
+    choose=False always fine-tunes (intervals are still calibrated on inner folds).
+    """
+
+    grouped_fit = True
+
+    def __init__(
+        self,
+        seed: int = 0,
+        pfn: pf.CurvePFN | None = None,
+        finetune_steps: int = 300,
+        zs_features: str | Sequence[str] | None = "config",
+        inner_folds: int = 5,
+        censor: bool = True,
+        calibrate: bool = True,
+        choose: bool = True,
+    ) -> None:
+        self.seed = seed
+        self.pfn = pfn
+        self.finetune_steps = finetune_steps
+        self.zs_features = zs_features
+        self.inner_folds = inner_folds
+        self.censor = censor
+        self.calibrate = calibrate
+        self.choose = choose
+
+    def _zs_model(self):
+        feats = (
+            ZS_FEATURE_SETS.get(self.zs_features, self.zs_features)
+            if isinstance(self.zs_features, str)
+            else self.zs_features
+        )
+        if self.censor:
+            return CensoredMetaRegressor(self.seed, feats)
+        return cm.MetaRegressor(self.seed, features=feats)
+
+    def _design(self, frame: pd.DataFrame, zs: np.ndarray, k: np.ndarray, sigma: float) -> np.ndarray:
+        patience, min_delta, _ = cm._row_ints(frame)
+        mat = _prefix_matrix(cm.prefixes(frame), k)
+        return pf.encode(mat, k, patience, min_delta, np.log(np.maximum(zs, 1.0)), np.full(len(k), sigma))
+
+    def _examples(self, frame: pd.DataFrame, zs: np.ndarray, sigma: float):
+        """Every (row, k) with the run still open at k: inputs and the interval r must fall in."""
+        y = cm._target(frame)
+        cens = censored(frame) if self.censor else np.zeros(len(frame), bool)
+        patience, min_delta, _ = cm._row_ints(frame)
+        rows, ks = [], []
+        for i, p in enumerate(cm.prefixes(frame)):
+            for k in FINETUNE_KS:
+                if k >= y[i] or len(p) < k or (k and not cm._open(p[:k], patience[i], min_delta[i])):
+                    continue
+                rows.append(i)
+                ks.append(k)
+        rows_a, ks_a = np.asarray(rows), np.asarray(ks)
+        x = self._design(frame.iloc[rows_a], zs[rows_a], ks_a, sigma)
+        r = y[rows_a] - ks_a
+        upper = np.where(cens[rows_a], np.inf, r)
+        return x, r, upper, rows_a, ks_a
+
+    def fit(self, frame: pd.DataFrame, groups: Sequence[object] | None = None) -> CurvePriorPredictor:
+        frame = frame.reset_index(drop=True)
+        y = cm._target(frame)
+        base = self.pfn if self.pfn is not None else pf.CurvePFN.load()
+        splits = cm._inner_splits(
+            frame, None if groups is None else np.asarray(groups), self.inner_folds, self.seed
+        )
+        zs_oof = np.full(len(frame), np.nan)
+        for tr, te in splits:
+            zs_oof[te] = self._zs_model().fit(frame.iloc[tr]).predict(frame.iloc[te])["pred"].to_numpy()
+        self.zero_shot_ = self._zs_model().fit(frame)
+        conv = ~censored(frame)
+        self.sigma_ = _robust_sigma(np.log(y[conv]) - np.log(np.maximum(zs_oof[conv], 1.0)))
+        x, r, upper, rows, ks = self._examples(frame, zs_oof, self.sigma_)
+        self.choice_ = {b: "finetuned" if self.finetune_steps else "pretrained" for b in K_BUCKETS}
+        self.scale_ = {b: 1.0 for b in K_BUCKETS}
+        self.inner_mae_: dict[str, dict[str, float]] = {}
+        if self.calibrate:
+            self._inner_check(base, splits, x, r, upper, rows, ks)
+        self.nets_ = {"pretrained": base}
+        if "finetuned" in self.choice_.values():
+            self.nets_["finetuned"] = pf.finetune(
+                base, x, r, upper, steps=self.finetune_steps, seed=self.seed
+            )
+        return self
+
+    def _inner_check(self, base, splits, x, r, upper, rows, ks) -> None:
+        """Nested choices per k bucket on inner folds grouped like the outer split (outer test never seen).
+
+        1. Fine-tuned or pretrained PFN: the pretrained one and one fine-tuned without the held-out
+           groups are compared by MAE of the remaining epochs on held-out converged runs, per bucket
+           of k (0, 1-4, 5+); the lower wins.
+        2. Conformal (CQR-style) interval scale of the winner per bucket: a held-out run's score is
+           how many of its own log-space half-widths (median to 10%/90% quantile) the truth lies
+           away; the 80% quantile of the scores stretches or shrinks both sides.
+        """
+        names = ["pretrained"] + (["finetuned"] if self.finetune_steps else [])
+        scores: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        errors: dict[str, list[np.ndarray]] = {n: [] for n in names}
+        held_ks = []
+        for j, (tr, te) in enumerate(splits[:3]):
+            in_tr = np.isin(rows, tr)
+            in_te = np.isin(rows, te) & np.isfinite(upper)
+            if not in_tr.any() or not in_te.any():
+                continue
+            held_ks.append(ks[in_te])
+            for name in names:
+                net = base
+                if name == "finetuned":
+                    net = pf.finetune(
+                        base, x[in_tr], r[in_tr], upper[in_tr], self.finetune_steps, seed=self.seed + j
+                    )
+                q = pf.quantiles_r(net.probs(x[in_te]), (0.1, 0.5, 0.9))
+                med, truth = np.log(q[:, 1]), np.log(r[in_te])
+                below = (med - truth) / np.maximum(med - np.log(q[:, 0]), 1e-3)
+                above = (truth - med) / np.maximum(np.log(q[:, 2]) - med, 1e-3)
+                scores[name].append(np.maximum(below, above))
+                errors[name].append(np.abs(q[:, 1] - r[in_te]))
+        if not held_ks:
+            return
+        bucket = _bucket(np.concatenate(held_ks))
+        for b in K_BUCKETS:
+            mask = bucket == b
+            if mask.sum() < 5:
+                continue
+            mae = {n: float(np.concatenate(errors[n])[mask].mean()) for n in names}
+            best = min(mae, key=mae.get) if self.choose else names[-1]
+            self.inner_mae_[b] = mae
+            self.choice_[b] = best
+            score = np.concatenate(scores[best])[mask]
+            self.scale_[b] = float(np.clip(np.quantile(score, 1 - cm.ALPHA), 0.5, 3.0))
+
+    def distribution(self, frame: pd.DataFrame, k: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(bin probabilities of r = T - k, k per row) for rows still open (no fired check)."""
+        frame = frame.reset_index(drop=True)
+        zs = self.zero_shot_.predict(frame)["pred"].to_numpy()
+        pref = cm.prefixes(frame)
+        ks = np.array([len(p) if k is None else min(k, len(p)) for p in pref], dtype=int)
+        x = self._design(frame, zs, ks, self.sigma_)
+        which = np.array([self.choice_[b] for b in _bucket(ks)])
+        probs = np.empty((len(frame), pf.N_BINS))
+        for name in np.unique(which):
+            rows = which == name
+            probs[rows] = self.nets_[str(name)].probs(x[rows])
+        return probs, ks
+
+    def predict(self, frame: pd.DataFrame, k: int | None = 0) -> pd.DataFrame:
+        """k=0: zero-shot; k>0: the first k losses of each row's prefix; None: each row's whole prefix."""
+        frame = frame.reset_index(drop=True)
+        probs, ks = self.distribution(frame, k)
+        q = pf.quantiles_r(probs, (0.1, 0.5, 0.9))
+        med = np.log(q[:, 1])
+        scale = np.array([self.scale_[b] for b in _bucket(ks)])
+        lo = np.exp(med - scale * (med - np.log(q[:, 0])))
+        hi = np.exp(med + scale * (np.log(q[:, 2]) - med))
+        pred, lo, hi = ks + q[:, 1], ks + np.maximum(lo, 1.0), ks + hi
+        patience, min_delta, max_epochs = cm._row_ints(frame)
+        for i, p in enumerate(cm.prefixes(frame)):
+            if not ks[i]:
+                continue
+            state = cm.prefix_state(p[: ks[i]], int(patience[i]), float(min_delta[i]))
+            if state["fired"] is not None:
+                pred[i] = lo[i] = hi[i] = state["fired"]
+                continue
+            lb = state["lower_bound"]
+            pred[i], lo[i], hi[i] = max(pred[i], lb), max(lo[i], lb), max(hi[i], lb)
+        cap = max_epochs.astype(float)  # a run lasts min(T, max_epochs): censoring, exactly
+        return cm._frame(np.minimum(pred, cap), np.minimum(lo, cap), np.minimum(hi, cap))
+
+
+def open_at(prefix: Sequence[float], patience: int, min_delta: float) -> bool:
+    """True while early stopping has not fired inside `prefix`."""
+    return cm._open(prefix, patience, min_delta)
+
+
+def remaining_epochs(model: CurvePriorPredictor, row: dict, observed_val_loss: Sequence[float]) -> dict:
+    """Re-plan a running job: epochs still to come (median, 80% interval) after its observed epochs.
+
+    `row` is the run in the convergence schema (model, dataset, optimizer, lr, batch size, patience,
+    min_delta, max_epochs, ...). `finished` is True when the observed losses already fired the rule.
+    """
+    frame = pd.DataFrame([row | {"val_loss_prefix": [float(v) for v in observed_val_loss]}])
+    out = model.predict(frame, k=None).iloc[0]
+    k = len(observed_val_loss)
+    patience, min_delta, _ = cm._row_ints(frame)
+    finished = k > 0 and not open_at(list(observed_val_loss), int(patience[0]), float(min_delta[0]))
+    return {
+        "epochs_seen": k,
+        "total": float(out["pred"]),
+        "total_lo": float(out["lo"]),
+        "total_hi": float(out["hi"]),
+        "remaining": max(float(out["pred"]) - k, 0.0),
+        "remaining_lo": max(float(out["lo"]) - k, 0.0),
+        "remaining_hi": max(float(out["hi"]) - k, 0.0),
+        "finished": bool(finished),
+    }
+
+
+# ----------------------------------------------------------------------------- the cached default
+MODEL_VERSION = "1"  # bump when fitting changes, so cached defaults are refitted
+DEFAULT_SOURCES = ("public", "ours")  # with censoring handled, ours help CAPE LOMO a little: "Variants"
+
+
+def default_curve_prior(refit: bool = False) -> CurvePriorPredictor:
+    """The CurvePriorPredictor fitted on DEFAULT_SOURCES with the committed PFN, cached on disk.
+
+    The cache key hashes the training files and the PFN weights, so new runs, a new mirror or
+    retrained weights refit automatically (about a minute on one core).
+    """
+    import hashlib
+    import pickle
+
+    from chronos_core.convergence import data
+    from chronos_core.data import registry
+
+    paths = [registry.path("cape-dataset"), data.OURS_PATH, pf.WEIGHTS_PATH]
+    digest = hashlib.sha256(repr((DEFAULT_SOURCES, MODEL_VERSION)).encode())
+    for path in paths:
+        digest.update(path.read_bytes() if path.is_file() else b"-")
+    cache = registry.cache_dir().parent / "models" / f"curve-prior-{digest.hexdigest()[:16]}.pkl"
+    if cache.is_file() and not refit:
+        with cache.open("rb") as fh:
+            return pickle.load(fh)
+    frames = [data.public_table()]
+    if "ours" in DEFAULT_SOURCES and data.OURS_PATH.is_file():
+        frames.append(data.ours_table())
+    table = pd.concat(frames, ignore_index=True)
+    model = CurvePriorPredictor().fit(table, groups=table["model"].astype(str).to_numpy())
+    cache.parent.mkdir(parents=True, exist_ok=True)
+    tmp = cache.with_suffix(".part")
+    with tmp.open("wb") as fh:
+        pickle.dump(model, fh)
+    tmp.replace(cache)
+    return model

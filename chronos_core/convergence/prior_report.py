@@ -1,0 +1,325 @@
+"""Held-out results of the curve-prior predictor (issue 14), written to results/convergence/.
+
+    python -m chronos_core.convergence.prior_report        # ~25 min on one core
+
+Writes prior_metrics.csv (table x split x model x k x rows), prior_predictions.csv.gz,
+zero_shot_ablation.csv (censoring, feature sets, CAPE's probe-batch runs as a transfer feature),
+sources.csv (why our runs and the public ones differ) and prior_summary.md. The pretrained PFN's
+provenance (training time, config) is read from the weights' metadata.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from xgboost import XGBRegressor
+
+from chronos_core.convergence import curve_prior as cpr
+from chronos_core.convergence import data
+from chronos_core.convergence import evaluate as ev
+from chronos_core.convergence import models as cm
+from chronos_core.convergence import pfn as pf
+from chronos_core.convergence.report import RESULTS_DIR, _cached
+
+log = logging.getLogger(__name__)
+
+PRIOR_KS = (1, 2, 3, 5, 7, 10)
+TARGETS = {0: 6.5, 3: 5.0, 5: 4.0, 10: 3.0}  # issue 14: MAE (epochs) on unseen models, rows open at k
+TABLES = {"public: CAPE_Dataset": "cape", "ours": "ours"}
+
+
+def factories(seed: int = 0, pfn: pf.CurvePFN | None = None) -> dict[str, ev.ModelFactory]:
+    """The default curve-prior predictor and the pretrained prior without fine-tuning."""
+    base = pfn or pf.CurvePFN.load()
+    return {
+        "curve_prior": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base),
+        "curve_prior_pretrained_only": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base, finetune_steps=0),
+    }
+
+
+# ----------------------------------------------------------------------------- zero-shot ablation
+PROBE_BATCH_INPUTS = ("logP", "logB", "logG2", "logTau", "logLR", "logN", "epsilon", "logInitLoss")
+
+
+def probe_batch_transfer(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
+    """log T_star predicted for each row by XGBoost trained on CAPE's 34,560 probe-batch runs.
+
+    The rows' own configuration and probes in CAPE's units: natural logs, logG2 = log squared gradient
+    norm (the NTK proxy in CAPE_Dataset is the same quantity), epsilon 0.1.
+    """
+    pb = data.probe_batch_table()
+    model = XGBRegressor(
+        n_estimators=400,
+        max_depth=5,
+        learning_rate=0.05,
+        subsample=0.8,
+        n_jobs=1,
+        random_state=seed,
+        verbosity=0,
+    )
+    model.fit(pb[list(PROBE_BATCH_INPUTS)], np.log(pb["T_star"]))
+    ln10 = np.log(10.0)
+    g2 = ln10 * 2 * cm._col(frame, "gradient_norm_log10")
+    x = pd.DataFrame(
+        {
+            "logP": np.log(cm._col(frame, "param_count")),
+            "logB": np.log(cm._col(frame, "batch_size")),
+            "logG2": g2,
+            "logTau": g2,
+            "logLR": np.log(cm._col(frame, "learning_rate")),
+            "logN": np.log(cm._col(frame, "dataset_size")),
+            "epsilon": 0.1,
+            "logInitLoss": ln10 * cm._col(frame, "initial_loss_log10"),
+        }
+    )
+    return model.predict(x[list(PROBE_BATCH_INPUTS)])
+
+
+def zero_shot_ablation(tables: dict[str, pd.DataFrame], seed: int = 0) -> pd.DataFrame:
+    """Zero-shot MAE of min(T, max_epochs) per feature set, censoring on/off, +/- the probe-batch feature."""
+    pb_cols = cm.CONFIG_FEATURES + ["probe_batch_pred_log"]
+    variants = {
+        "config, censored (AFT) [default]": lambda: cpr.CensoredMetaRegressor(seed, cm.CONFIG_FEATURES),
+        "config, censored as converged": lambda: cm.MetaRegressor(seed, features=cm.CONFIG_FEATURES),
+        "config + CHRONOS probes, AFT": lambda: cpr.CensoredMetaRegressor(
+            seed, cm.CONFIG_FEATURES + cm.CHRONOS_PROBE_FEATURES
+        ),
+        "all probes, censored as converged (old chronos)": lambda: cm.MetaRegressor(seed),
+        "config + probe-batch transfer, AFT": lambda: cpr.CensoredMetaRegressor(seed, pb_cols),
+    }
+    rows = []
+    for table, frame in tables.items():
+        frame = frame.reset_index(drop=True).copy()
+        frame["probe_batch_pred_log"] = probe_batch_transfer(frame, seed)
+        y = frame["T_conv"].to_numpy(dtype=float)
+        cap = frame["max_epochs"].to_numpy(dtype=float)
+        for scheme in ("lomo", "lodo"):
+            splits = ev.outer_splits(frame, scheme, seed)
+            ref = None
+            for name, make in variants.items():
+                p = np.full(len(frame), np.nan)
+                for tr, te in splits:
+                    p[te] = make().fit(frame.iloc[tr]).predict(frame.iloc[te])["pred"].to_numpy()
+                p = np.minimum(p, cap)
+                err = np.abs(p - y)
+                ref = err if ref is None else ref
+                lo, hi = ev._paired_ci(err, ref, seed)
+                rows.append(
+                    {"table": table, "scheme": scheme, "split": ev.SPLIT_KIND[scheme], "zero_shot": name}
+                    | ev.metrics(y, p)
+                    | {"dMAE_vs_default_lo90": lo, "dMAE_vs_default_hi90": hi}
+                )
+    return pd.DataFrame(rows)
+
+
+def sources(cape: pd.DataFrame, ours: pd.DataFrame) -> pd.DataFrame:
+    """What differs between the public runs and ours: budget caps, censoring, data size, the rule."""
+    rows = []
+    for name, frame in (("public: CAPE_Dataset", cape), ("ours", ours)):
+        steps = np.ceil(frame["dataset_size"].astype(float) / frame["batch_size"].astype(float))
+        rows.append(
+            {
+                "table": name,
+                "runs": len(frame),
+                "max_epochs": "/".join(map(str, sorted(frame.max_epochs.unique()))),
+                "censored_at_max_epochs": float(cpr.censored(frame).mean()),
+                "patience": "/".join(str(int(v)) for v in sorted(frame.patience.unique())),
+                "min_delta": "/".join(f"{v:g}" for v in sorted(frame.min_delta.unique())),
+                "dataset_size_min": int(frame.dataset_size.min()),
+                "dataset_size_max": int(frame.dataset_size.max()),
+                "steps_per_epoch_median": float(np.median(steps)),
+                "steps_per_epoch_max": float(steps.max()),
+                "T_conv_median": float(frame.T_conv.median()),
+                "log10_params_min": float(np.log10(frame.param_count.min())),
+                "log10_params_max": float(np.log10(frame.param_count.max())),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+# ----------------------------------------------------------------------------- the report
+def run_prior_report(
+    out_dir: Path = RESULTS_DIR,
+    ours_path: Path = data.OURS_PATH,
+    seed: int = 0,
+    force: bool = True,
+    schemes: Sequence[str] = ev.SCHEMES,
+) -> dict[str, pd.DataFrame]:
+    """Every held-out number of the curve prior; returns the tables by name and writes them."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    cape, ours = data.cape_table(), data.ours_table(ours_path)
+    frames = {"public: CAPE_Dataset": (cape, ours, "plus_ours"), "ours": (ours, cape, "plus_public")}
+    tag = f"prior-s{seed}-{len(cape)}-{len(ours)}"
+    preds, summaries, seconds = [], [], {}
+    for table, (frame, other, extra_name) in frames.items():
+        for scheme in schemes:
+            t0 = time.perf_counter()
+            part = _cached(
+                f"{TABLES[table]}-{scheme}-{tag}",
+                lambda frame=frame, other=other, extra_name=extra_name, scheme=scheme: ev.cross_predict(
+                    frame,
+                    scheme,
+                    factories(seed),
+                    ks=PRIOR_KS,
+                    seed=seed,
+                    extra_train=other if scheme == "lomo" else None,
+                    extra_name=extra_name,
+                ),
+                force,
+            )
+            seconds[f"{TABLES[table]}-{scheme}"] = time.perf_counter() - t0
+            part["table"] = table
+            summary = ev.summarize(part, ks=PRIOR_KS)
+            summary.insert(0, "table", table)
+            preds.append(part)
+            summaries.append(summary)
+            log.info("%s %s: %.0f s", table, scheme, seconds[f"{TABLES[table]}-{scheme}"])
+    base = pf.CurvePFN.load()
+    always = {
+        "curve_prior_always_finetune": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base, choose=False)
+    }
+    for table, (frame, _, _) in frames.items():  # the a-priori design: fine-tune in every fold (LOMO)
+        part = _cached(
+            f"{TABLES[table]}-lomo-always-{tag}",
+            lambda frame=frame: ev.cross_predict(frame, "lomo", always, ks=PRIOR_KS, seed=seed),
+            force,
+        )
+        part["table"] = table
+        summary = ev.summarize(part, ks=PRIOR_KS)
+        summary.insert(0, "table", table)
+        preds.append(part)
+        summaries.append(summary)
+    metrics = pd.concat(summaries, ignore_index=True)
+    metrics.to_csv(out_dir / "prior_metrics.csv", index=False)
+    all_preds = pd.concat(preds, ignore_index=True)
+    keep = all_preds.model == "curve_prior"
+    cols = ["table", "scheme", "fold", "row", "model", "k", "y", "pred", "lo", "hi"]
+    all_preds.loc[keep, cols].round(2).to_csv(out_dir / "prior_predictions.csv.gz", index=False)
+    ablation = _cached(
+        f"zs-ablation-{tag}",
+        lambda: zero_shot_ablation({"public: CAPE_Dataset": cape, "ours": ours}, seed),
+        force,
+    )
+    ablation.to_csv(out_dir / "zero_shot_ablation.csv", index=False)
+    src = sources(cape, ours)
+    src.to_csv(out_dir / "sources.csv", index=False)
+    tables = {"metrics": metrics, "ablation": ablation, "sources": src}
+    (out_dir / "prior_summary.md").write_text(prior_markdown(tables, out_dir))
+    return tables
+
+
+def headline(metrics: pd.DataFrame, model: str = "curve_prior") -> pd.DataFrame:
+    """MAE and coverage per table x split x k: k=0 on all rows, k>0 on rows open at k."""
+    zero = metrics[(metrics.model == model) & (metrics.k == 0) & (metrics.rows == "all")]
+    later = metrics[
+        (metrics.model == model) & (metrics.k > 0) & (metrics.rows == metrics.k.map("open@{}".format))
+    ]
+    out = pd.concat([zero, later])[["table", "scheme", "model", "k", "n", "MAE", "coverage80", "width_ratio"]]
+    return out.sort_values(["table", "scheme", "k"]).reset_index(drop=True)
+
+
+def prior_markdown(tables: dict[str, pd.DataFrame], out_dir: Path = RESULTS_DIR) -> str:
+    """prior_summary.md: headline MAE vs k per split beside the old chronos model, targets, ablations."""
+    metrics = tables["metrics"]
+    meta = pf.CurvePFN.load().meta
+    lines = ["# Curve prior (PFN) for epochs to convergence: held-out results", ""]
+    lines += [
+        f"Pretraining: {meta['train_config']['curves']:,} prior curves, {meta['train_config']['steps']:,} "
+        f"steps, {meta['seconds_total']:.0f} s on one CPU thread (torch {meta['torch']}).",
+        "",
+    ]
+    head = headline(metrics)
+    old = _old_chronos(out_dir)
+    lines += ["## MAE (epochs) vs epochs seen: k=0 on all rows, k>0 on the rows still open at k", ""]
+    for table in head.table.unique():
+        part = head[head.table == table]
+        wide = part.pivot_table(index="scheme", columns="k", values="MAE").round(2)
+        cov = part.pivot_table(index="scheme", columns="k", values="coverage80").round(2)
+        lines += [
+            f"### {table}",
+            "",
+            "curve_prior MAE:",
+            "",
+            wide.to_markdown(),
+            "",
+            "80% interval coverage:",
+            "",
+            cov.to_markdown(),
+            "",
+        ]
+        if old is not None:
+            o = old[old.table == table].pivot_table(index="scheme", columns="k", values="MAE").round(2)
+            lines += [
+                "previous chronos model (results/convergence/metrics.csv), same rows:",
+                "",
+                o.to_markdown(),
+                "",
+            ]
+    lines += [
+        "## Targets (leave-one-model-out)",
+        "",
+        "| table | k | MAE | target | met |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for _, r in head[head.scheme == "lomo"].iterrows():
+        if r.k in TARGETS:
+            met = "yes" if r.MAE <= TARGETS[r.k] else "no"
+            lines.append(f"| {r.table} | {r.k} | {r.MAE:.2f} | {TARGETS[r.k]} | {met} |")
+    extra = pd.concat([headline(metrics, m) for m in metrics.model.unique() if m.startswith("curve_prior")])
+    extra = extra[extra.scheme == "lomo"]
+    lines += [
+        "",
+        "## Variants (LOMO): pretrained prior only, fine-tuned in every fold, trained with the other source",
+        "",
+        extra.pivot_table(index=["table", "model"], columns="k", values="MAE").round(2).to_markdown(),
+        "",
+    ]
+    ab = tables["ablation"][
+        ["table", "scheme", "zero_shot", "n", "MAE", "dMAE_vs_default_lo90", "dMAE_vs_default_hi90"]
+    ].round(2)
+    lines += [
+        "## Zero-shot ablation (MAE of min(T, max_epochs); dMAE: 90% bootstrap vs the default)",
+        "",
+        ab.to_markdown(index=False),
+        "",
+        "## Public runs vs ours",
+        "",
+        tables["sources"].round(3).to_markdown(index=False),
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _old_chronos(out_dir: Path) -> pd.DataFrame | None:
+    path = out_dir / "metrics.csv"
+    if not path.is_file():
+        return None
+    m = pd.read_csv(path)
+    m = m[(m.model == "chronos") & m.scheme.isin(ev.SCHEMES)]
+    keep = ((m.k == 0) & (m.rows == "all")) | ((m.k > 0) & (m.rows == m.k.map("open@{}".format)))
+    return m[keep]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=RESULTS_DIR)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--resume", action="store_true", help="reuse parts cached by an earlier run")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    import torch
+
+    torch.set_num_threads(1)
+    run_prior_report(args.out, seed=args.seed, force=not args.resume)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
