@@ -14,7 +14,14 @@ from chronos_core.predict import kernel_default
 from chronos_core.predict.kernel_cli import STEP_OUTPUTS
 from chronos_core.predict.kernel_eval import training_rows
 from chronos_core.predict.kernels import KernelModel
-from chronos_core.predict.step import DEFAULT_HOST, HostOverhead, kernel_rows, predict_ops, predict_step, top_ops
+from chronos_core.predict.step import (
+    DEFAULT_HOST,
+    HostOverhead,
+    kernel_rows,
+    predict_ops,
+    predict_step,
+    top_ops,
+)
 
 
 @pytest.fixture(scope="module")
@@ -53,11 +60,18 @@ def test_kernel_rows_map_each_family():
 def test_step_composition_and_host_bound(small_model):
     ops = trace_step("ResNet18", batch_size=8, precision="fp32", optimizer="adam", dataset="CIFAR10")
     step = predict_step(ops, "A100-PCIe-40GB", small_model)
-    parts = step["pred_forward_ms"] + step["pred_backward_ms"] + step["pred_optimizer_ms"] + step["pred_overhead_ms"]
+    parts = (
+        step["pred_forward_ms"]
+        + step["pred_backward_ms"]
+        + step["pred_optimizer_ms"]
+        + step["pred_overhead_ms"]
+    )
     assert step["pred_step_ms"] == pytest.approx(parts)
     assert step["pred_backward_ms"] > step["pred_forward_ms"] > 0 and step["pred_optimizer_ms"] > 0
     slow_host = HostOverhead(dispatch_ms=1.0)
-    assert predict_step(ops, "A100-PCIe-40GB", small_model, slow_host)["pred_step_ms"] >= step["kernels"] * 1.0
+    assert (
+        predict_step(ops, "A100-PCIe-40GB", small_model, slow_host)["pred_step_ms"] >= step["kernels"] * 1.0
+    )
     inference = trace_step("ResNet18", batch_size=8, mode="inference", dataset="CIFAR10")
     inf = predict_step(inference, "A100-PCIe-40GB", small_model)
     assert inf["pred_backward_ms"] == 0 and inf["pred_optimizer_ms"] == 0
@@ -152,7 +166,9 @@ def test_output_checked_before_work(tmp_path, capsys):
 def test_api_operators_and_explain(patched):
     import chronos_core as chronos
 
-    p = chronos.TrainingTimePredictor(model="ResNet18", dataset="CIFAR10", batch_size=16, precision=16, gpu="A100")
+    p = chronos.TrainingTimePredictor(
+        model="ResNet18", dataset="CIFAR10", batch_size=16, precision=16, gpu="A100"
+    )
     ops = p.operators(top=5)
     assert ops["step_ms"]["pred_step_ms"] > 0 and ops["optimizer_traced"] == "sgd"
     assert len(ops["top_operators"]) == 5

@@ -61,20 +61,33 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     rows.loc[matmul, "op"] = np.where(ops.loc[matmul, "B"].fillna(1) > 1, "bmm", "linear")
     conv = fam == "conv"
     rows.loc[conv, ["family", "op"]] = ["conv", "conv"]
-    for col in ("B", "in_channels", "out_channels", "kernel_size", "input_size", "stride", "padding"):
-        rows.loc[conv, col] = ops.loc[conv, col].to_numpy()
+    if conv.any():
+        c = ops.loc[conv]
+        groups = c["groups"].fillna(1).to_numpy(float)
+        cin = np.maximum(c["in_channels"].to_numpy(float) / groups, 1)  # FLOPs-equivalent dense conv
+        k, size = c["kernel_size"].to_numpy(float), c["input_size"].to_numpy(float)
+        stride, pad = c["stride"].fillna(1).to_numpy(float), c["padding"].fillna(0).to_numpy(float)
+        out = np.floor((size + 2 * pad - k) / stride) + 1
+        per_sample = 2 * c["out_channels"].to_numpy(float) * out**2 * cin * k**2
+        rows.loc[conv, "B"] = np.maximum(np.round(c["flops"].to_numpy(float) / np.maximum(per_sample, 1)), 1)
+        rows.loc[conv, "in_channels"] = cin
+        for col in ("out_channels", "kernel_size", "input_size", "stride", "padding"):
+            rows.loc[conv, col] = c[col].to_numpy()
     vector = np.isin(fam, ("norm", "softmax"))
     rows.loc[vector, "family"] = np.where(fam[vector] == "norm", "ln", "softmax")
     rows.loc[vector, "op"] = rows.loc[vector, "family"]
     rows.loc[vector, "B"] = ops.loc[vector, "rows"].to_numpy()
     rows.loc[vector, "H"] = ops.loc[vector, "cols"].to_numpy()
+    # everything else is a pass over memory: a stand-in elementwise kernel moving the op's bytes
     rest = ~(matmul | conv | vector)
+    elt = ops["dtype"].map({"fp16": 2, "bf16": 2}).fillna(4).to_numpy(float)
     elems = np.maximum(ops["elems"].fillna(1).to_numpy(float), 1.0)
-    h = np.minimum(elems, _ELEMENTWISE_H)
-    rows.loc[rest, "H"] = h[rest]
-    rows.loc[rest, "B"] = np.ceil(elems / h)[rest]
-    binary = ops["bytes"].to_numpy(float) >= 2.5 * elems * ops["dtype"].map({"fp16": 2, "bf16": 2}).fillna(4)
+    binary = ops["bytes"].to_numpy(float) >= 2.5 * elems * elt
     rows.loc[rest & binary, "op"] = "add"
+    equiv = np.maximum(ops["bytes"].fillna(0).to_numpy(float) / (elt * np.where(binary, 3.0, 2.0)), 1.0)
+    h = np.minimum(equiv, _ELEMENTWISE_H)
+    rows.loc[rest, "H"] = h[rest]
+    rows.loc[rest, "B"] = np.ceil(equiv / h)[rest]
     # attention stand-in: QK^T of (B, Lq, Lk, D); its FLOPs scale to the fused op's
     rows.loc[fam == "attention", "op"] = "bmm"
     feats = kernel_features(rows.fillna({"stride": 1, "padding": 0}))

@@ -1,4 +1,5 @@
-"""Command-line verbs of the profiler: `measure` (one configuration), `sweep FILE`, `microbench`.
+"""Command-line verbs of the profiler: `measure` (one configuration), `sweep FILE`, `microbench`,
+`calibrate` (a device profile of a few dozen kernels).
 
 The main `chronos` CLI adds them with `add_parsers(sub)` (and handles errors for them).
 """
@@ -139,8 +140,36 @@ def _cmd_microbench(args: argparse.Namespace) -> int:
     return 0
 
 
+def _shown_path(path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _cmd_calibrate(args: argparse.Namespace) -> int:
+    import time
+
+    from chronos_core.data.device_profiles import write_profile
+    from chronos_core.profiling.calibrate import calibrate, contention_note, summary_table
+
+    start = time.perf_counter()
+    frame = calibrate(
+        args.device, quick=args.quick, repeats=args.repeats, threads=args.threads, command=_command_line()
+    )
+    device_key = str(frame["device"].iloc[0])
+    path = write_profile(frame, device_key, frame.attrs["provenance"], path=args.output)
+    print(summary_table(frame).to_string(index=False, formatters={"latency_ms": "{:.4f}".format}))
+    note = contention_note(frame)
+    if note:
+        print(note, file=sys.stderr)
+    seconds = time.perf_counter() - start
+    print(f"calibrated {device_key}: {len(frame)} kernels in {seconds:.1f} s -> {_shown_path(path)}")
+    return 0
+
+
 def add_parsers(sub: argparse._SubParsersAction) -> None:
-    """Add the `measure`, `sweep` and `microbench` verbs to a `chronos` subparser set."""
+    """Add the `measure`, `sweep`, `microbench` and `calibrate` verbs to a `chronos` subparser set."""
     from chronos_core.profiling import LAYER_TYPES
 
     p = sub.add_parser("measure", help="time one training configuration on this machine (cpu, cuda, mps)")
@@ -189,3 +218,18 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     m.add_argument("--repeats", type=int, default=5)
     m.add_argument("--threads", type=int, default=None)
     m.set_defaults(func=_cmd_microbench)
+
+    c = sub.add_parser(
+        "calibrate",
+        help="time a few dozen kernels (GEMM, elementwise, ln, softmax) here -> a device profile",
+    )
+    c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
+    c.add_argument("--quick", action="store_true", help="a third of the kernels, 5 repeats (a few seconds)")
+    c.add_argument("--repeats", type=int, default=None, help="timed blocks per kernel (default 10; quick 5)")
+    c.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
+    c.add_argument(
+        "--output",
+        default=None,
+        help="CSV to write (default meta_datasets/<device>/device_profile.csv; a .json sidecar beside it)",
+    )
+    c.set_defaults(func=_cmd_calibrate)
