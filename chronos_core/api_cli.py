@@ -12,6 +12,8 @@ import json
 import math
 from typing import Any
 
+from chronos_core.validation import arg, finite_float, non_negative_float, positive_float, positive_int
+
 
 def _predictor(args: argparse.Namespace, gpu: str):
     from chronos_core.api import TrainingTimePredictor
@@ -87,14 +89,31 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", required=True, help="zoo model, e.g. vgg16, resnet50, vit, distilbert")
     p.add_argument("--dataset", required=True, help="e.g. cifar10, cifar100, imagenet, sst2")
-    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batch-size", type=arg(positive_int, "--batch-size"), default=32)
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
     p.add_argument("--optimizer", default="SGD", help="SGD, Adam, AdamW, Adafactor (SGD: momentum 0.9)")
-    p.add_argument("--momentum", type=float, default=None, help="SGD momentum (0 for plain SGD)")
-    p.add_argument("--lr", type=float, default=1e-3, help="learning rate")
-    p.add_argument("--patience", type=int, default=5, help="early-stopping patience (epochs)")
-    p.add_argument("--min-delta", type=float, default=1e-4, help="early-stopping min_delta")
-    p.add_argument("--max-epochs", type=int, default=200, help="cap on the number of epochs")
+    p.add_argument(
+        "--momentum",
+        type=arg(finite_float, "--momentum"),
+        default=None,
+        help="SGD momentum (0 for plain SGD)",
+    )
+    p.add_argument("--lr", type=arg(positive_float, "--lr"), default=1e-3, help="learning rate")
+    p.add_argument(
+        "--patience", type=arg(positive_int, "--patience"), default=5, help="early-stopping patience (epochs)"
+    )
+    p.add_argument(
+        "--min-delta",
+        type=arg(non_negative_float, "--min-delta"),
+        default=1e-4,
+        help="early-stopping min_delta",
+    )
+    p.add_argument(
+        "--max-epochs",
+        type=arg(positive_int, "--max-epochs"),
+        default=200,
+        help="cap on the number of epochs",
+    )
     p.add_argument("--no-measure", action="store_true", help="on --gpu cpu: predict instead of measuring")
     p.add_argument("--host", default=None, help="cloud of the GPU's host (RunPod, GCP): sets the loader wait")
     p.add_argument("--json", action="store_true", help="machine-readable output")

@@ -14,6 +14,20 @@ from collections.abc import Callable, Sequence
 
 from chronos_core import _env  # noqa: F401
 from chronos_core.errors import ChronosError
+from chronos_core.validation import (
+    arg,
+    fraction,
+    output_path,
+    positive_float,
+    positive_int,
+)
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse whose errors are one line (the bad value and what is accepted), exit code 2."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
 def _cmd_devices(args: argparse.Namespace) -> int:
@@ -22,6 +36,9 @@ def _cmd_devices(args: argparse.Namespace) -> int:
     if args.json:
         table = device_table()
         rows = json.loads(table.to_json(orient="records"))
+        if args.name:
+            wanted = Devices.get(args.name).name  # an unknown name is one error line
+            rows = [r for r in rows if r.get("name") == wanted]
         if args.cpu:
             rows.append({k: v for k, v in local_cpu().__dict__.items()})
         print(json.dumps(rows, indent=2, default=str))
@@ -56,7 +73,7 @@ def _cmd_data(args: argparse.Namespace) -> int:
             print(f"{name}: {registry.fetch(name, force=args.force)}")
         return 0
     if args.data_verb == "show":
-        if registry.get_source(args.name).kind == "report":
+        if registry.get_source(args.name).kind in registry.TEXT_KINDS:
             print(registry.read_text(args.name))
             return 0
         frame = registry.read(args.name)
@@ -105,7 +122,7 @@ def _add_data(sub: argparse._SubParsersAction) -> None:
     fetch.add_argument("--force", action="store_true", help="download again even if cached")
     show = verbs.add_parser("show", help="print the first rows of a table as published")
     show.add_argument("name")
-    show.add_argument("--rows", type=int, default=5)
+    show.add_argument("--rows", type=arg(positive_int, "--rows"), default=5, help="rows to print (>= 1)")
     p.set_defaults(func=_cmd_data)
 
 
@@ -113,7 +130,7 @@ def _add_features(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("features", help="computational features (FLOPs, bytes, intensity, layer mix)")
     p.add_argument("--model", required=True, help="zoo model, e.g. resnet50, vgg16, vit, distilbert")
     p.add_argument("--dataset", required=True, help="e.g. cifar10, imagenet, sst2")
-    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--batch-size", type=arg(positive_int, "--batch-size"), required=True)
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
     p.add_argument("--optimizer", default="SGD", help="SGD, SGD-momentum, Adam, AdamW, Adafactor")
     p.add_argument("--json", action="store_true")
@@ -132,6 +149,7 @@ def _parse_bool(text: str) -> bool:
 def _cmd_plan(args: argparse.Namespace) -> int:
     from chronos_core import planner
 
+    output = output_path(args.output) if args.output else None
     request = planner.PlanRequest(
         budget_sec=args.budget_sec,
         epochs=args.epochs,
@@ -147,19 +165,38 @@ def _cmd_plan(args: argparse.Namespace) -> int:
         print(plan.chosen.to_json(orient="records", indent=2))
     else:
         print(plan.explain())
+    for note in plan.warnings:
+        print(f"chronos plan: warning: {note}", file=sys.stderr)
+    if output is not None:
+        plan.chosen.to_csv(output, index=False)
+        print(f"plan: {len(plan.chosen)} of {len(plan.candidates)} candidates chosen -> {output}")
     return 0
 
 
 def _add_plan(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("plan", help="choose runs under a time (and dollar) budget: exact 0/1 knapsack")
-    p.add_argument("--budget-sec", type=float, required=True, help="time budget in seconds")
-    p.add_argument("--budget-usd", type=float, default=None, help="optional dollar budget")
-    p.add_argument("--epochs", type=int, default=50, help="epochs per candidate run")
-    p.add_argument("--min-acc", type=float, default=None, help="drop candidates below this accuracy")
-    p.add_argument("--value", default="acc", help="what to maximise: acc or thr")
-    p.add_argument("--time-source", default="measured", help="measured or predicted time per epoch")
+    p.add_argument(
+        "--budget-sec", type=arg(positive_float, "--budget-sec"), required=True, help="time budget in seconds"
+    )
+    p.add_argument(
+        "--budget-usd", type=arg(positive_float, "--budget-usd"), default=None, help="optional dollar budget"
+    )
+    p.add_argument(
+        "--epochs", type=arg(positive_int, "--epochs"), default=50, help="epochs per candidate run"
+    )
+    p.add_argument(
+        "--min-acc", type=arg(fraction, "--min-acc"), default=None, help="drop candidates below this accuracy"
+    )
+    p.add_argument("--value", default="acc", choices=("acc", "thr"), help="what to maximise: acc or thr")
+    p.add_argument(
+        "--time-source",
+        default="measured",
+        choices=("measured", "predicted"),
+        help="measured or predicted time per epoch",
+    )
     p.add_argument("--upper-bound", action="store_true", help="plan with the p80 upper time, not the point")
     p.add_argument("--candidates", default=None, help="CSV of candidates (default: the A100 project's runs)")
+    p.add_argument("--output", default=None, help="also write the chosen runs to this CSV")
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=_cmd_plan)
 
@@ -203,7 +240,7 @@ EXTERNAL_VERBS = (
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="chronos", description="Predict training time before training.")
+    parser = OneLineParser(prog="chronos", description="Predict training time before training.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for add in SUBCOMMANDS:
         add(sub)

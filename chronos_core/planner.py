@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pandas as pd
 
+from chronos_core import validation as v
 from chronos_core.errors import ChronosError
 
 VALUES = ("acc", "thr")
@@ -33,18 +34,18 @@ class PlanRequest:
     use_upper_bound: bool = False  # plan with the interval's upper time (p80/p90) instead of the point
 
     def __post_init__(self) -> None:
-        if not (self.budget_sec > 0 and math.isfinite(self.budget_sec)):
-            raise ChronosError(f"budget_sec must be a positive number of seconds, got {self.budget_sec!r}")
-        if self.epochs < 1:
-            raise ChronosError(f"epochs must be >= 1, got {self.epochs!r}")
+        v.positive_float("budget_sec", self.budget_sec)
+        v.positive_int("epochs", self.epochs)
         if self.value not in VALUES:
             raise ChronosError(f"Unknown value {self.value!r}. Known: {', '.join(VALUES)}")
         if self.time_source not in TIME_SOURCES:
             raise ChronosError(f"Unknown time source {self.time_source!r}. Known: {', '.join(TIME_SOURCES)}")
-        if self.min_acc is not None and not 0 <= self.min_acc <= 1:
-            raise ChronosError(f"min_acc must be in [0, 1], got {self.min_acc!r}")
-        if self.budget_usd is not None and self.budget_usd <= 0:
-            raise ChronosError(f"budget_usd must be positive, got {self.budget_usd!r}")
+        if self.min_acc is not None:
+            v.fraction("min_acc", self.min_acc)
+        if self.budget_usd is not None:
+            v.positive_float("budget_usd", self.budget_usd)
+        if self.resolution_s is not None:
+            v.positive_float("resolution_s", self.resolution_s)
 
     @property
     def step_s(self) -> float:
@@ -62,6 +63,7 @@ class Plan:
     total_cost_s: float
     total_cost_usd: float | None = None
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # e.g. candidates dropped for missing values
 
     def explain(self) -> str:
         """A report in the spirit of the A100 project's dp_plan_*.txt files."""
@@ -81,7 +83,7 @@ class Plan:
         ]
         if len(self.chosen):
             lines += ["", self.chosen.to_string(index=False, float_format=lambda v: f"{v:.4g}")]
-        lines += [""] + [f"- {n}" for n in self.notes]
+        lines += [""] + [f"- {n}" for n in self.notes] + [f"- warning: {w}" for w in self.warnings]
         return "\n".join(lines)
 
 
@@ -155,14 +157,35 @@ def plan_runs(
     missing = [c for c in need if c not in candidates.columns]
     if missing:
         raise ChronosError(f"Candidate table lacks columns {missing}; it has {list(candidates.columns)}")
-    table = candidates.copy()
-    notes = []
+    table = candidates.reset_index(drop=True).copy()
+    notes: list[str] = []
+    warnings: list[str] = []
+    time_used = upper_col if request.use_upper_bound else time_col
+    value_col = acc_col if request.value == "acc" else thr_col
+    checks = {time_used: v.positive_float, value_col: v.finite_float}
+    if request.min_acc is not None:
+        checks[acc_col] = v.finite_float
+    if request.budget_usd is not None:
+        checks[price_col] = v.non_negative_float
+    if price_col in table and price_col not in checks:  # a negative price is wrong even when unused
+        checks_all = {**checks, price_col: v.non_negative_float}
+    else:
+        checks_all = checks
+    for col, check in checks_all.items():  # bad cells name their row (1 = first data row); empty are NaN
+        table[col] = v.numeric_column(table, col, check)
+    missing = table[list(checks)].isna().any(axis=1)
+    if missing.any():
+        rows = [str(i + 1) for i in np.flatnonzero(missing.to_numpy())]
+        shown = ", ".join(rows[:10]) + (f", ... ({len(rows)} in all)" if len(rows) > 10 else "")
+        warnings.append(
+            f"{len(rows)} candidate(s) without a value in {', '.join(checks)} were left out (rows {shown})"
+        )
+        table = table[~missing]
     if request.min_acc is not None:
         table = table[table[acc_col] >= request.min_acc]
-    seconds = table[upper_col if request.use_upper_bound else time_col].astype(float) * request.epochs
-    table["cost_s"] = seconds
-    table["value"] = table[acc_col if request.value == "acc" else thr_col].astype(float)
-    table = table[np.isfinite(table["cost_s"]) & np.isfinite(table["value"])].reset_index(drop=True)
+    table["cost_s"] = table[time_used].astype(float) * request.epochs
+    table["value"] = table[value_col].astype(float)
+    table = table.reset_index(drop=True)
     step = request.step_s
     cap = int(math.floor(request.budget_sec / step))
     units = np.ceil(table["cost_s"].to_numpy() / step - 1e-9).astype(np.int64)
@@ -191,6 +214,7 @@ def plan_runs(
         float(chosen["cost_s"].sum()),
         float(chosen["cost_usd"].sum()) if "cost_usd" in chosen else None,
         notes,
+        warnings,
     )
 
 
@@ -218,12 +242,14 @@ def candidates_for(request: PlanRequest, path: str | None = None) -> pd.DataFram
     if path is None:
         table = a100_candidates()
     else:
-        try:
-            table = pd.read_csv(path)
-        except (OSError, pd.errors.ParserError) as exc:
-            raise ChronosError(f"Cannot read candidates {path!r}: {exc}") from None
+        table = v.read_csv(path, name="--candidates", as_text=False)
     if request.time_source == "predicted":
         from chronos_core.predict.ann_logspace import predict_a100_epoch_time
+
+        if path is not None:  # the ANN reads these as integers: check them before any fit
+            for col in ("depth", "base_filters", "batch_size"):
+                if col in table:
+                    table[col] = v.numeric_column(table, col, v.positive_int, missing_ok=False)
 
         table = table.assign(measured_epoch_time_s=table.get("epoch_time_s"))
         table["epoch_time_s"], table["epoch_time_s_hi"] = predict_a100_epoch_time(table)

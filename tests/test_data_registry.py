@@ -20,12 +20,14 @@ def test_every_manifest_table_is_registered_with_a_pinned_url():
         "a100_agg",
         "gpu_specs",
     } <= kinds
-    assert len(registry.SOURCES) == 22
+    neusight = [n for n in registry.SOURCES if n.startswith("neusight-")]
+    assert len(registry.SOURCES) == 22 + len(neusight) + 1  # + XLA's B200 GEMM table
+    assert len([n for n in neusight if registry.SOURCES[n].kind == "kernels"]) == 16 * 5 + 5
     for src in registry.SOURCES.values():
         assert len(src.commit) == 40 and src.commit in src.url
         assert src.url.startswith("https://raw.githubusercontent.com/")
         assert " " not in src.url  # "Probe Batch Convergence" is percent-encoded
-        assert src.description and (src.required_columns or src.kind == "report")
+        assert src.description and (src.required_columns or src.kind in registry.TEXT_KINDS)
 
 
 def test_unknown_source_names_the_value_and_the_known_ones():
@@ -35,7 +37,7 @@ def test_unknown_source_names_the_value_and_the_known_ones():
 
 def test_every_source_reads_from_the_mirror_with_its_schema(mirror):
     for name, src in registry.SOURCES.items():
-        if src.kind == "report":
+        if src.kind in registry.TEXT_KINDS:
             assert "DP TIME-BUDGET" in registry.read_text(name) or registry.read_text(name).strip()
             continue
         frame = registry.read(name)

@@ -66,7 +66,11 @@ def custom_dataset(
     modality: str = "image",
     vocab_size: int | None = None,
 ) -> DatasetSpec:
-    """Describe a user's own dataset and register it so it can be named later."""
+    """Describe a user's own dataset and register it so it can be named later (never under the name
+    of a catalog dataset, which would change it for the rest of the process)."""
+    existing = Datasets.resolve(name)
+    if existing is not None and Datasets.get(existing).source != "user":
+        raise ChronosError(f"{name!r} is the catalog dataset {existing!r}; give your dataset another name")
     spec = DatasetSpec(
         name,
         int(train_size),

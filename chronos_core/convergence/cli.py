@@ -11,10 +11,10 @@ with the default curve-prior model, the epochs the run lasts, min(T_conv, max_ep
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 
 import pandas as pd
 
+from chronos_core import validation as v
 from chronos_core.errors import ChronosError
 
 REQUIRED = ("param_count", "learning_rate", "batch_size", "optimizer")
@@ -28,6 +28,24 @@ RECOMMENDED = (
 )
 _RENAMES = {"architecture": "family", "patience_P": "patience", "max_epochs_used": "max_epochs"}
 _DEFAULTS = {"patience": 5, "min_delta": 1e-4, "max_epochs": 200}
+_NUMBERS = {  # column -> the check every non-empty cell must pass (rows named in the error)
+    "param_count": v.positive_float,
+    "learning_rate": v.positive_float,
+    "batch_size": v.positive_int,
+    "patience": v.positive_int,
+    "min_delta": v.non_negative_float,
+    "max_epochs": v.positive_int,
+    "dataset_size": v.positive_int,
+    "num_classes": v.positive_int,
+    "gradient_norm_log10": v.finite_float,
+    "initial_loss_log10": v.finite_float,
+    "ntk_trace_proxy_log10": v.finite_float,
+}
+OPTIMIZERS = ("SGD", "SGD-momentum", "Adam", "AdamW", "Adafactor", "RMSprop")
+
+
+def _opt_key(name: str) -> str:
+    return "".join(ch for ch in name.lower() if ch.isalnum())
 
 
 def canonical_input(raw: pd.DataFrame) -> pd.DataFrame:
@@ -41,15 +59,16 @@ def canonical_input(raw: pd.DataFrame) -> pd.DataFrame:
             f"Input lacks required columns {missing}; expected the CAPE_Dataset/CHRONOS convergence schema "
             f"(required: {', '.join(REQUIRED)}; recommended: {', '.join(RECOMMENDED)})"
         )
-    for col in ("param_count", "learning_rate", "batch_size"):
-        values = pd.to_numeric(frame[col], errors="coerce")
-        bad = [i for i, ok in enumerate(values > 0) if not ok]
-        if bad:
-            shown = frame[col].iloc[bad[0]]
-            raise ChronosError(f"Column {col!r} must be a positive number; row {bad[0] + 1} has {shown!r}")
-        frame[col] = values
-    for col, default in _DEFAULTS.items():
-        frame[col] = pd.to_numeric(frame[col], errors="coerce").fillna(default) if col in frame else default
+    for col, check in _NUMBERS.items():
+        if col in frame:  # required columns must be filled; optional empty cells take the default
+            values = v.numeric_column(frame, col, check, missing_ok=col not in REQUIRED)
+            frame[col] = values.fillna(_DEFAULTS[col]) if col in _DEFAULTS else values
+        elif col in _DEFAULTS:
+            frame[col] = _DEFAULTS[col]
+    frame["optimizer"] = v.text_column(frame, "optimizer", OPTIMIZERS, key=_opt_key)
+    if any(o is None for o in frame["optimizer"]):
+        row = next(i for i, o in enumerate(frame["optimizer"]) if o is None) + 1
+        raise ChronosError(f"row {row}: optimizer is empty; accepted: {', '.join(OPTIMIZERS)}")
     if "num_classes" not in frame and "dataset" in frame:
         from chronos_core.catalog.datasets import Datasets
 
@@ -93,19 +112,16 @@ def predict_epochs_frame(raw: pd.DataFrame, refit: bool = False, model: str = "c
 
 
 def _cmd_predict_epochs(args: argparse.Namespace) -> int:
-    path = Path(args.input)
-    if not path.is_file():
-        raise ChronosError(f"Input file {str(path)!r} does not exist")
-    try:
-        raw = pd.read_csv(path)
-    except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as exc:
-        raise ChronosError(f"Could not read {str(path)!r} as CSV: {str(exc).splitlines()[0]}") from None
-    if raw.empty:
-        raise ChronosError(f"Input file {str(path)!r} has no rows")
+    text = v.read_csv(args.input)  # the cells as given, written back unchanged (256 stays 256)
+    raw = v.read_csv(args.input, as_text=False)
+    output = v.output_path(args.output)
     result = predict_epochs_frame(raw, refit=args.refit, model=args.model)
-    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    result.to_csv(args.output, index=False)
-    print(f"wrote {len(result)} predictions to {args.output}")
+    out = text.copy()
+    for col in ("pred_T_conv", "pred_T_conv_lo", "pred_T_conv_hi"):
+        out[col] = result[col].to_numpy()
+    out.to_csv(output, index=False)
+    predicted = int(result["pred_T_conv"].notna().sum())
+    print(v.summary_line("predict-epochs", len(out), predicted, output))
     return 0
 
 

@@ -348,6 +348,10 @@ SOURCES: dict[str, Source] = {
 }
 
 
+# Kinds read as text (reports, JSON labels and configs), not as a table.
+TEXT_KINDS = ("report", "model_label", "model_config")
+
+
 def get_source(name: str) -> Source:
     """The registered source called `name` (ChronosError listing the known ones otherwise)."""
     if name not in SOURCES:

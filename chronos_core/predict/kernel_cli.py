@@ -117,23 +117,20 @@ def _optional(row: pd.Series, key: str) -> object:
     return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
-def step_row(row: pd.Series, model: object) -> dict[str, float]:
-    """Predict one predict-step input row (raises ChronosError naming a bad value)."""
-    from chronos_core.predict.step import predict_step_config
-
+def step_config(row: pd.Series) -> dict[str, object]:
+    """One predict-step input row as `trace_config` arguments (ChronosError naming a bad value)."""
     seq = _optional(row, "seq_len")
-    return predict_step_config(
-        model=str(row["model"]),
-        gpu=str(row["gpu"]),
-        batch_size=_int("batch_size", row["batch_size"]),
-        seq_len=None if seq is None else _int("seq_len", seq),
-        input_shape=_parse_shape(_optional(row, "input_shape")),
-        precision=str(row["precision"]).strip().lower(),
-        optimizer=str(row["optimizer"]).strip().lower(),
-        mode=str(row["mode"]).strip().lower(),
-        attn_implementation=str(_optional(row, "attn_implementation") or "sdpa").strip().lower(),
-        kernel_model=model,
-    )
+    return {
+        "model": str(row["model"]),
+        "gpu": str(row["gpu"]),
+        "batch_size": _int("batch_size", row["batch_size"]),
+        "seq_len": None if seq is None else _int("seq_len", seq),
+        "input_shape": _parse_shape(_optional(row, "input_shape")),
+        "precision": str(row["precision"]).strip().lower(),
+        "optimizer": str(row["optimizer"]).strip().lower(),
+        "mode": str(row["mode"]).strip().lower(),
+        "attn_implementation": str(_optional(row, "attn_implementation") or "sdpa").strip().lower(),
+    }
 
 
 def _int(name: str, value: object) -> int:
@@ -159,19 +156,27 @@ def predict_step_frame(
         from chronos_core.predict.kernel_default import default_kernel_model
 
         model = default_kernel_model()
+    from chronos_core.predict.step import predict_steps, trace_config
+
     results = np.full((len(frame), len(STEP_OUTPUTS)), np.nan)
     errors = [""] * len(frame)
+    traced, where = [], []
     rows = frame.iterrows()
     if progress and len(frame) > 20:
         from tqdm.auto import tqdm
 
-        rows = tqdm(rows, total=len(frame), desc="predict-step")
+        rows = tqdm(rows, total=len(frame), desc="predict-step: tracing")
     for i, (_, row) in enumerate(rows):
         try:
-            pred = step_row(row, model)
-            results[i] = [pred[c] for c in STEP_OUTPUTS]
+            traced.append(trace_config(**step_config(row)))
+            where.append(i)
         except ChronosError as exc:
             errors[i] = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a model the tracer cannot run: that row fails, not the batch
+            why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            errors[i] = f"cannot trace {row['model']!r}: {why}"
+    for i, pred in zip(where, predict_steps(traced, model), strict=True):
+        results[i] = [pred[c] for c in STEP_OUTPUTS]
     out = frame.copy()
     for j, col in enumerate(STEP_OUTPUTS):
         out[col] = results[:, j]

@@ -6,7 +6,9 @@ Tables under results/kernels/:
   op_logo_per_gpu.csv      the same per held-out GPU (test shapes)
   precision_transfer.csv   B200 bf16/TF32 GEMMs with the B200 out of the fit
   neusight_models.csv      model-level inference latency on the four labelled GPUs
-  chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model vs the whole-model one
+  chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model, the whole-model one,
+                           their geometric mean; and unseen configs of a known GPU and host
+  chronos_hosts.csv        each CHRONOS host's fitted per-op and per-step costs (fp32 and AMP)
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
 """
 
@@ -73,20 +75,31 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     if reuse:
         return pd.read_csv(out_dir / "chronos_logo.csv"), pd.read_csv(out_dir / "step_interval.csv")
     rows = step_eval.chronos_logo(step_eval.chronos_rows(), progress=True)
+    if OLD_PREDS.is_file():  # notebook 04's leave-one-GPU-out predictions of the same rows
+        old = pd.read_csv(OLD_PREDS, usecols=["row", "pred_compute_ms"])
+        rows = rows.merge(old.rename(columns={"pred_compute_ms": "pred_whole_ms"}), on="row", how="left")
+        # equal-weight geometric mean of the two held-out predictions (fixed beforehand, not tuned)
+        rows["pred_ensemble_ms"] = np.sqrt(rows["pred_logo_ms"] * rows["pred_whole_ms"])
     ape = lambda col: (rows[col] - rows["compute_ms"]).abs() / rows["compute_ms"] * 100  # noqa: E731
-    rows["ape_logo"], rows["ape_config"] = ape("pred_logo_ms"), ape("pred_config_ms")
-    per_gpu = rows.groupby("gpu").agg(
-        rows=("compute_ms", "size"),
-        kernel_logo_mape=("ape_logo", "mean"),
-        kernel_unseen_config_mape=("ape_config", "mean"),
-    )
-    if OLD_PREDS.is_file():
-        per_gpu = per_gpu.join(_old_compute_mape(pd.read_csv(OLD_PREDS)), how="left")
+    named = {
+        "kernel_logo_mape": "pred_logo_ms",
+        "whole_model_logo_mape": "pred_whole_ms",
+        "ensemble_logo_mape": "pred_ensemble_ms",
+        "kernel_unseen_config_mape": "pred_config_ms",
+    }
+    named = {name: col for name, col in named.items() if col in rows}
+    per_gpu = pd.DataFrame({name: ape(col) for name, col in named.items()}).groupby(rows["gpu"]).mean()
+    per_gpu.insert(0, "rows", rows.groupby("gpu").size())
     per_gpu = per_gpu.reset_index()
     overall = {"gpu": "mean over GPUs", "rows": int(per_gpu["rows"].sum())}
     for col in per_gpu.columns[2:]:
         overall[col] = float(per_gpu[col].mean())
     per_gpu = pd.concat([per_gpu, pd.DataFrame([overall])], ignore_index=True)
+    _write(
+        step_eval.fit_hosts(step_eval.chronos_rows(), step_eval.kernel_fold(None)),
+        "chronos_hosts.csv",
+        out_dir,
+    )
     log_ratio = np.log(rows["compute_ms"] / rows["pred_logo_ms"])
     interval = pd.DataFrame(
         {
@@ -102,12 +115,3 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     )
     _write(interval, "step_interval.csv", out_dir)
     return _write(per_gpu, "chronos_logo.csv", out_dir), interval
-
-
-def _old_compute_mape(old: pd.DataFrame) -> pd.DataFrame:
-    """The whole-model hardware-aware regressor's leave-one-GPU-out compute MAPE (notebook 04's stored
-    predictions) on the same rows: the models and optimizers the op graph builds."""
-    frame = old[old["model"].isin(step_eval.CHRONOS_MODELS) & old["optimizer"].isin(["SGD", "Adam", "AdamW"])]
-    frame = frame[frame["source"].str.startswith("chronos-time")]
-    ape = (frame["pred_compute_ms"] - frame["compute_ms"]).abs() / frame["compute_ms"] * 100
-    return ape.groupby(frame["device"]).mean().rename("whole_model_logo_mape").to_frame()

@@ -38,6 +38,7 @@ _TINY = 1e-12
 # Launch floor of one kernel call through PyTorch on a device nobody measured (ms): the median of
 # NeuSight's five GPUs (their smallest calls take 20-30 us with the framework's dispatch included).
 DEFAULT_FLOOR_MS = 0.025
+MIN_POINTS_FOR_SLOPE = 50
 
 GEMM_FEATURES = (
     "log_roof_over_floor",
@@ -226,7 +227,8 @@ class Correction:
 
 
 def fit_correction(log_t_roof_us: np.ndarray, log_ratio: np.ndarray, shrink: float = 8.0) -> Correction:
-    """A robust line through the profile's log residuals; the slope shrinks to 0 with few points."""
+    """A robust line through the profile's log residuals: a level (the median) from a calibration's
+    few kernels, a level and a shrunk slope from a table of many (MIN_POINTS_FOR_SLOPE or more)."""
     x, y = np.asarray(log_t_roof_us, float), np.asarray(log_ratio, float)
     ok = np.isfinite(x) & np.isfinite(y)
     x, y = x[ok], y[ok]
@@ -234,7 +236,7 @@ def fit_correction(log_t_roof_us: np.ndarray, log_ratio: np.ndarray, shrink: flo
         return Correction(0.0)
     center = float(np.median(x))
     a = float(np.median(y))
-    if len(y) < 4 or np.ptp(x) < 0.5:
+    if len(y) < MIN_POINTS_FOR_SLOPE or np.ptp(x) < 0.5:  # a handful of kernels sets a level, not a trend
         return Correction(a, 0.0, center, len(y))
     xc = x - center
     b = float(np.sum(xc * (y - a)) / (np.sum(xc**2) + shrink))

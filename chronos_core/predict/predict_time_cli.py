@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from chronos_core import validation as v
 from chronos_core.errors import ChronosError
 from chronos_core.predict.columns import PRED_COLUMNS
 
@@ -26,6 +26,72 @@ log = logging.getLogger(__name__)
 
 _TECHPOWERUP = ("SM", "FP32", "GPU Memory Bandwidth (GB/s)", "Boost Clock (MHz)", "TC")
 _MEASURED = ("avg_batch_time_ms", "avg_compute_ms", "avg_loader_ms", "compute_ms", "loader_wait_ms")
+
+
+# spec and feature columns: every non-empty cell a finite number, > 0 (positive) or >= 0 (the rest)
+_POSITIVE = (
+    "gpu_fp32_tflops", "gpu_mem_bandwidth_gbs", "gpu_sm_count", "gpu_boost_clock_mhz", "gpu_memory_gb",
+    "gpu_l2_cache_mb", "gpu_compute_capability", "FP32", "GPU Memory Bandwidth (GB/s)", "SM",
+    "Boost Clock (MHz)", "Base Clock (MHz)", "Memory Clock (MHz)", "Memory (GB)", "Memory Bus (bit)",
+    "learning_rate", "dataset_size", "num_classes",
+)  # fmt: skip
+_NON_NEGATIVE = (
+    "gpu_fp16_tflops", "gpu_tensor_cores", "gpu_price_per_hr", "gpu_fp16_tensor_tflops",
+    "gpu_tf32_tensor_tflops", "Cores", "TMUs", "ROPs", "TC", "RT", "FP16", "FP64", "$/hr",
+    "param_count", "flops_fwd_per_sample", "flops_train_per_sample", "flops_train_per_batch",
+    "flops_fwd_per_token", "flops_train_per_seq", "param_bytes", "optimizer_state_bytes",
+    "master_param_bytes", "total_state_bytes", "act_bytes_per_sample", "act_bytes_per_sample_proxy",
+    "act_bytes_per_seq_proxy", "arithmetic_intensity_train", "seq_len",
+)  # fmt: skip
+# bf16 runs at the 16-bit tensor peak here
+_PRECISIONS = {"32": 32, "fp32": 32, "float32": 32, "16": 16, "fp16": 16, "float16": 16, "amp": 16,
+               "bf16": 16, "bfloat16": 16}  # fmt: skip
+_BOOLS = {"true": True, "1": True, "yes": True, "false": False, "0": False, "no": False}
+
+
+def check_input(frame: pd.DataFrame) -> pd.DataFrame:
+    """Refuse, with the row and the value, what no prediction should be made from: an unknown
+    precision or optimizer, negative or infinite spec and feature columns, a batch size that is
+    not a positive integer. Empty cells stay empty (those rows get an `error`)."""
+    from chronos_core.catalog.optimizers import Optimizers
+
+    frame = frame.reset_index(drop=True).copy()
+    for col in _POSITIVE:
+        if col in frame:
+            frame[col] = v.numeric_column(frame, col, v.positive_float)
+    for col in _NON_NEGATIVE:
+        if col in frame:
+            frame[col] = v.numeric_column(frame, col, v.non_negative_float)
+    if "batch_size" in frame:
+        frame["batch_size"] = v.numeric_column(frame, "batch_size", v.positive_int)
+    if "precision" in frame:
+        given = frame["precision"].tolist()
+        cells = [None if _empty(c) else str(c).strip().lower().removesuffix(".0") for c in given]
+        for i, cell in enumerate(cells):
+            if cell is not None and cell not in _PRECISIONS:
+                raise ChronosError(
+                    f"row {i + 1}: unknown precision {given[i]!r}. Accepted: 32, 16 (AMP "
+                    "fp16), bf16, fp32, fp16, amp"
+                )
+        frame["precision"] = [np.nan if c is None else _PRECISIONS[c] for c in cells]
+    for col in ("amp", "amp_enabled"):
+        if col in frame:
+            given = frame[col].tolist()
+            cells = [None if _empty(c) else str(c).strip().lower().removesuffix(".0") for c in given]
+            for i, cell in enumerate(cells):
+                if cell is not None and cell not in _BOOLS:
+                    raise ChronosError(f"row {i + 1}: {col} must be True or False, got {given[i]!r}")
+            frame[col] = [False if c is None else _BOOLS[c] for c in cells]
+    if "optimizer" in frame:
+        known = [*Optimizers.names(), "RMSprop"]
+        for i, cell in enumerate(frame["optimizer"].tolist()):
+            if not _empty(cell) and Optimizers.resolve(str(cell)) is None and str(cell).lower() != "rmsprop":
+                raise ChronosError(f"row {i + 1}: unknown optimizer {cell!r}. Accepted: {', '.join(known)}")
+    return frame
+
+
+def _empty(cell: object) -> bool:
+    return cell is None or (isinstance(cell, float) and np.isnan(cell)) or str(cell).strip() == ""
 
 
 def _guess_source(frame: pd.DataFrame) -> str:
@@ -101,23 +167,31 @@ def predict_rows(frame: pd.DataFrame, model: object | None = None) -> pd.DataFra
 
 
 def _cmd_predict_time(args: argparse.Namespace) -> int:
-    path = Path(args.input)
-    if not path.is_file():
-        raise ChronosError(f"Input file {str(path)!r} does not exist")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ChronosError(f"Cannot read {str(path)!r} as CSV: {exc}") from None
+    text = v.read_csv(args.input)  # the cells as given, written back unchanged (256 stays 256)
+    frame = check_input(v.read_csv(args.input, as_text=False))
+    output = v.output_path(args.output)
     model = None
     if args.refit:
         from chronos_core.predict.time_models import default_model
 
         model = default_model(refit=True)
-    out = predict_rows(frame, model)
-    out.to_csv(args.output, index=False)
-    failed = int((out["error"] != "").sum())
-    log.info("wrote %d rows to %s (%d without prediction)", len(out), args.output, failed)
+    result = predict_rows(frame, model)
+    out = text.copy()
+    for col in (*PRED_COLUMNS, "error"):
+        out[col] = result[col].to_numpy()
+    out.to_csv(output, index=False)
+    predicted = int((result["error"] == "").sum())
+    log.info("wrote %d rows to %s (%d without prediction)", len(out), output, len(out) - predicted)
+    print(v.summary_line("predict-time", len(out), predicted, output) + _failed_note(result))
     return 0
+
+
+def _failed_note(result: pd.DataFrame) -> str:
+    errors = result.loc[result["error"] != "", "error"]
+    if errors.empty:
+        return ""
+    first = int(errors.index[0]) + 1
+    return f" (first failure, row {first}: {errors.iloc[0]}; see the error column)"
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

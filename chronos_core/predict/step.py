@@ -36,9 +36,30 @@ class HostOverhead:
     dispatch_ms: float = 0.012  # PyTorch eager: Python + dispatcher + launch, per op, on the CPU
     fixed_ms: float = 0.3  # per step: optimizer bookkeeping, zero_grad, a sync
     name: str = "default"
+    overlap: float = float("inf")  # host and GPU work: inf = fully overlapped (max), 1 = serial (sum)
 
 
 DEFAULT_HOST = HostOverhead()
+HOSTS_FILE = Path(__file__).resolve().parents[2] / "results" / "kernels" / "chronos_hosts.csv"
+
+
+def host_for(provider: str | None = None, amp: bool = False) -> HostOverhead:
+    """The median of the measured CHRONOS hosts (notebook 08) in a cloud ('RunPod', 'GCP'; all when
+    None or unknown), for fp32 or AMP steps; the default host when none was measured."""
+    if not HOSTS_FILE.is_file():
+        return DEFAULT_HOST
+    hosts = pd.read_csv(HOSTS_FILE)
+    hosts = hosts[hosts["amp"].astype(str).str.lower() == str(bool(amp)).lower()]
+    same = hosts[hosts["host_provider"].astype(str).str.lower() == str(provider).lower()]
+    hosts = same if len(same) else hosts
+    if hosts.empty:
+        return DEFAULT_HOST
+    return HostOverhead(
+        float(hosts["gap_ms"].median()),
+        float(hosts["dispatch_ms"].median()),
+        float(hosts["fixed_ms"].median()),
+        f"median of {len(hosts)} measured hosts",
+    )
 
 
 def _dtype(series: pd.Series) -> pd.Series:
@@ -126,12 +147,15 @@ def predict_step(
     ops: pd.DataFrame, device: str, model: KernelModel, host: HostOverhead = DEFAULT_HOST
 ) -> dict[str, float]:
     """Forward, backward, optimizer and overhead ms of one step, and the step total."""
-    priced = predict_ops(ops, device, model, host)
+    return step_totals(predict_ops(ops, device, model, host), host)
+
+
+def step_totals(priced: pd.DataFrame, host: HostOverhead = DEFAULT_HOST) -> dict[str, float]:
+    """A priced step's parts: GPU time per phase, and the host's share where it is the longer."""
     per_phase = priced.groupby("phase")["pred_ms"].sum()
     gpu_ms = float(priced["pred_ms"].sum())
-    kernels = float((priced["count"].fillna(1) * priced["tensors"].fillna(1).clip(upper=1)).sum())
-    host_ms = kernels * host.dispatch_ms
-    overhead = max(host_ms - gpu_ms, 0.0) + host.fixed_ms
+    kernels = float(priced["count"].fillna(1).sum())
+    overhead = max(kernels * host.dispatch_ms - gpu_ms, 0.0) + host.fixed_ms
     return {
         "pred_forward_ms": float(per_phase.get("forward", 0.0)),
         "pred_backward_ms": float(per_phase.get("backward", 0.0)),
@@ -140,6 +164,26 @@ def predict_step(
         "pred_step_ms": gpu_ms + overhead,
         "kernels": kernels,
     }
+
+
+def predict_steps(
+    traced: list[tuple[pd.DataFrame, str]], model: KernelModel, host: HostOverhead = DEFAULT_HOST
+) -> list[dict[str, float]]:
+    """Many steps at once: (ops, device) pairs priced in one pass per device, with 80% intervals."""
+    if not traced:
+        return []
+    frames = [ops.assign(_step=i, _device=device) for i, (ops, device) in enumerate(traced)]
+    allops = pd.concat(frames, ignore_index=True)
+    out: dict[int, dict[str, float]] = {}
+    q10, q90 = step_interval()
+    for device, part in allops.groupby("_device", sort=False):
+        priced = predict_ops(part.reset_index(drop=True), str(device), model, host)
+        for i, one in priced.groupby("_step", sort=False):
+            totals = step_totals(one, host)
+            totals["pred_step_ms_lo"] = totals["pred_step_ms"] * math.exp(q10)
+            totals["pred_step_ms_hi"] = totals["pred_step_ms"] * math.exp(q90)
+            out[int(i)] = totals
+    return [out[i] for i in range(len(traced))]
 
 
 def top_ops(priced: pd.DataFrame, n: int = 10) -> pd.DataFrame:
@@ -170,7 +214,7 @@ def step_interval() -> tuple[float, float]:
     return -0.5, 0.5
 
 
-def predict_step_config(
+def trace_config(
     *,
     model: str,
     gpu: str,
@@ -182,18 +226,12 @@ def predict_step_config(
     mode: str = "train",
     attn_implementation: str = "sdpa",
     dataset: str | None = None,
-    kernel_model: KernelModel | None = None,
-    host: HostOverhead = DEFAULT_HOST,
-) -> dict[str, float]:
-    """Trace the step of a configuration and predict it on a GPU (catalog spelling), with an 80% interval."""
+) -> tuple[pd.DataFrame, str]:
+    """The traced op graph of a configuration (cached) and the catalog name of its GPU."""
     from chronos_core.catalog.devices import Devices
     from chronos_core.features.opgraph import trace_step
 
     device = Devices.get(gpu).name
-    if kernel_model is None:
-        from chronos_core.predict.kernel_default import default_kernel_model
-
-        kernel_model = default_kernel_model()
     ops = trace_step(
         model,
         batch_size=batch_size,
@@ -205,8 +243,16 @@ def predict_step_config(
         attn_implementation=attn_implementation,
         dataset=dataset,
     )
-    out = predict_step(ops, device, kernel_model, host)
-    q10, q90 = step_interval()
-    out["pred_step_ms_lo"] = out["pred_step_ms"] * math.exp(q10)
-    out["pred_step_ms_hi"] = out["pred_step_ms"] * math.exp(q90)
-    return out
+    return ops, device
+
+
+def predict_step_config(
+    *, kernel_model: KernelModel | None = None, host: HostOverhead = DEFAULT_HOST, **config: object
+) -> dict[str, float]:
+    """Trace the step of a configuration (`trace_config`'s arguments) and predict it on its GPU,
+    with an 80% interval."""
+    if kernel_model is None:
+        from chronos_core.predict.kernel_default import default_kernel_model
+
+        kernel_model = default_kernel_model()
+    return predict_steps([trace_config(**config)], kernel_model, host)[0]

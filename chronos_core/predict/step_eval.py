@@ -146,6 +146,8 @@ def chronos_rows() -> pd.DataFrame:
     from chronos_core.predict.time_models import training_table
 
     table = training_table()
+    # the training table's row: notebook 04's stored predictions use it
+    table = pd.concat([table, pd.Series(table.index, index=table.index, name="row")], axis=1)
     table = table[table["source"].str.startswith("chronos-time")]
     table = table[table["model"].isin(CHRONOS_MODELS) & table["optimizer"].isin(_OPTIMIZERS)]
     table = table[pd.to_numeric(table["compute_ms"], errors="coerce") > 0].copy()
@@ -224,12 +226,12 @@ def price_configs(
 
 
 def fit_host(gpu_ms: np.ndarray, kernels: np.ndarray, measured: np.ndarray) -> HostOverhead:
-    """The host's per-kernel gap, per-op dispatch and per-step cost that best explain its rows
-    (grid search on log error: the median absolute log ratio)."""
+    """The host's per-kernel gap, per-op dispatch and per-step cost that best explain its rows (grid
+    search on the median absolute log ratio); host and GPU work overlap (the step takes the longer)."""
     best = (np.inf, HostOverhead())
     for gap in (0.0, 0.002, 0.004, 0.008):
+        gpu = gpu_ms + gap * kernels
         for dispatch in (0.004, 0.006, 0.008, 0.012, 0.016, 0.024, 0.032, 0.048):
-            gpu = gpu_ms + gap * kernels
             host = kernels * dispatch
             base = np.maximum(gpu, host)
             for fixed in (0.0, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0):
@@ -239,9 +241,16 @@ def fit_host(gpu_ms: np.ndarray, kernels: np.ndarray, measured: np.ndarray) -> H
     return best[1]
 
 
+def _combine(gpu: np.ndarray, host: np.ndarray, overlap: float) -> np.ndarray:
+    """GPU and host time of a step: summed (overlap 1), a p-norm, or the max (overlap inf)."""
+    if np.isinf(overlap):
+        return np.maximum(gpu, host)
+    return (gpu**overlap + host**overlap) ** (1.0 / overlap)
+
+
 def step_from_host(gpu_ms: np.ndarray, kernels: np.ndarray, host: HostOverhead) -> np.ndarray:
     """Step time (ms) from GPU time, kernel count and a host."""
-    return np.maximum(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms) + host.fixed_ms
+    return _combine(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms, host.overlap) + host.fixed_ms
 
 
 def median_host(hosts: list[HostOverhead]) -> HostOverhead:
@@ -251,6 +260,7 @@ def median_host(hosts: list[HostOverhead]) -> HostOverhead:
         float(np.median([h.dispatch_ms for h in hosts])),
         float(np.median([h.fixed_ms for h in hosts])),
         "median of measured hosts",
+        float(np.median([h.overlap for h in hosts])),
     )
 
 
@@ -271,7 +281,9 @@ def _code_digest() -> str:
 
 def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     """Leave-one-GPU-out on the CHRONOS compute rows: the held-out GPU's kernels (where NeuSight has
-    any) leave the kernel fit too, and its host is the median of the other hosts' fitted ones.
+    any) leave the kernel fit too, and its host is the median of the other hosts' fitted ones in the
+    same cloud (the tables' `Provisioning`: RunPod or GCP), fitted apart for fp32 and AMP steps
+    (autocast and the gradient scaler add host work per op and a sync per step).
 
     Also the unseen-config regime: each GPU's host fitted on 4/5 of its configurations (grouped
     folds), predicting the rest. Returns the rows with pred_logo_ms and pred_config_ms.
@@ -291,28 +303,31 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     out = rows.copy()
     out["pred_logo_ms"] = np.nan
     out["pred_config_ms"] = np.nan
-    out["host_dispatch_ms"] = np.nan
     iterator = gpus
     if progress:
         from tqdm.auto import tqdm
 
         iterator = tqdm(gpus, desc="CHRONOS leave-one-GPU-out")
+    provider = out.groupby("gpu")["host_provider"].first().to_dict() if "host_provider" in out else {}
     for held in iterator:
         fold = held if held in kernel_gpus else None
-        hosts = []
-        for other in gpus:
-            if other == held:
-                continue
-            part = out[out["gpu"] == other]
-            p = pricing(fold, other).loc[part["config"]]
-            hosts.append(
-                fit_host(p["gpu_ms"].to_numpy(), p["kernels"].to_numpy(), part["compute_ms"].to_numpy(float))
-            )
-        host = median_host(hosts)
         mask = (out["gpu"] == held).to_numpy()
         p = pricing(fold, held).loc[out.loc[mask, "config"]]
-        out.loc[mask, "pred_logo_ms"] = step_from_host(p["gpu_ms"].to_numpy(), p["kernels"].to_numpy(), host)
-        out.loc[mask, "host_dispatch_ms"] = host.dispatch_ms
+        pred = np.full(int(mask.sum()), np.nan)
+        amp_held = (out.loc[mask, "precision"].astype(int) == 16).to_numpy()
+        for amp in (False, True):
+            hosts = []
+            for other in gpus:
+                if other == held or provider.get(other) != provider.get(held):
+                    continue
+                part = out[(out["gpu"] == other) & ((out["precision"].astype(int) == 16) == amp)]
+                q = pricing(fold, other).loc[part["config"]]
+                measured = part["compute_ms"].to_numpy(float)
+                hosts.append(fit_host(q["gpu_ms"].to_numpy(), q["kernels"].to_numpy(), measured))
+            host = median_host(hosts)
+            sel = amp_held == amp
+            pred[sel] = step_from_host(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
+        out.loc[mask, "pred_logo_ms"] = pred
         # unseen configs on a seen GPU: the GPU's own host, fitted on other configurations
         own = pricing(None, held)
         cfgs = np.array(configs[held])
@@ -321,13 +336,41 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         fold_of = dict(zip(cfgs, folds, strict=True))
         part = out[mask]
         k = part["config"].map(fold_of).to_numpy()
+        amp = (part["precision"].astype(int) == 16).to_numpy()
         for f in range(5):
-            tr, te = part[k != f], part[k == f]
-            ptr, pte = own.loc[tr["config"]], own.loc[te["config"]]
-            h = fit_host(
-                ptr["gpu_ms"].to_numpy(), ptr["kernels"].to_numpy(), tr["compute_ms"].to_numpy(float)
-            )
-            out.loc[te.index, "pred_config_ms"] = step_from_host(
-                pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h
-            )
+            for a in (False, True):
+                tr, te = part[(k != f) & (amp == a)], part[(k == f) & (amp == a)]
+                if te.empty or tr.empty:
+                    continue
+                ptr, pte = own.loc[tr["config"]], own.loc[te["config"]]
+                measured = tr["compute_ms"].to_numpy(float)
+                h = fit_host(ptr["gpu_ms"].to_numpy(), ptr["kernels"].to_numpy(), measured)
+                pred = step_from_host(pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h)
+                out.loc[te.index, "pred_config_ms"] = pred
     return out
+
+
+def fit_hosts(rows: pd.DataFrame, model: KernelModel) -> pd.DataFrame:
+    """Every CHRONOS host's fitted overhead (per GPU, fp32 and AMP steps apart) under a kernel model."""
+    records = []
+    for gpu, part in rows.groupby("gpu"):
+        priced = price_configs(sorted(part["config"].unique()), str(gpu), model)
+        for amp in (False, True):
+            sel = part[(part["precision"].astype(int) == 16) == amp]
+            if sel.empty:
+                continue
+            q = priced.loc[sel["config"]]
+            host = fit_host(
+                q["gpu_ms"].to_numpy(), q["kernels"].to_numpy(), sel["compute_ms"].to_numpy(float)
+            )
+            records.append(
+                {
+                    "gpu": gpu,
+                    "host_provider": sel["host_provider"].iloc[0] if "host_provider" in sel else "",
+                    "amp": amp,
+                    "gap_ms": host.gap_ms,
+                    "dispatch_ms": host.dispatch_ms,
+                    "fixed_ms": host.fixed_ms,
+                }
+            )
+    return pd.DataFrame(records)

@@ -14,6 +14,13 @@ from pathlib import Path
 
 from chronos_core import _env  # noqa: F401
 from chronos_core.errors import ChronosError
+from chronos_core.validation import (
+    arg,
+    non_negative_int,
+    output_path,
+    positive_float,
+    positive_int,
+)
 
 
 def _command_line() -> str:
@@ -40,6 +47,8 @@ def _cmd_measure_keras(args: argparse.Namespace) -> int:
     row = time_keras_zoo_model(
         args.model, args.dataset, args.batch_size, args.epochs, args.train_size, args.threads
     )
+    if args.output:
+        _append_row(args.output, row, "cpu")
     if args.json:
         print(json.dumps(row, indent=2, default=str))
         return 0
@@ -52,12 +61,38 @@ def _cmd_measure_keras(args: argparse.Namespace) -> int:
     return 0
 
 
+def _append_row(output: Path, row: dict, device: str) -> None:
+    """Append one measured row to a sweep-style CSV (locked while writing) with its .json sidecar."""
+    from chronos_core.profiling.environment import capture_environment, write_provenance
+    from chronos_core.profiling.sweep import CsvSink, config_id, output_lock
+
+    with output_lock(output):
+        sink = CsvSink(output)
+        sink.write({"config_id": config_id({"cli": _command_line()}), "status": "ok", **row})
+        write_provenance(output, capture_environment(device, command=_command_line()))
+
+
+def _check_device_and_precision(device: str, precision: str) -> None:
+    """Refuse an unknown device or precision before any model is built or timed."""
+    from chronos_core.profiling.environment import resolve_device
+    from chronos_core.profiling.timers import parse_precision
+
+    parse_precision(precision)
+    resolve_device(device)
+
+
 def _cmd_measure(args: argparse.Namespace) -> int:
     from chronos_core.catalog.models import Models
     from chronos_core.profiling.timers import TimingConfig, measure
 
+    if args.output:  # checked before the measurement, so a bad path does not lose the work
+        args.output = output_path(args.output)
+        from chronos_core.profiling.sweep import CsvSink
+
+        CsvSink(args.output)  # an existing file that is not a sweep table is refused now, not after
     if Models.get(args.model).framework == "keras":
         return _cmd_measure_keras(args)
+    _check_device_and_precision(args.device, args.precision)
     cfg = TimingConfig(
         model=args.model,
         dataset=args.dataset,
@@ -75,14 +110,7 @@ def _cmd_measure(args: argparse.Namespace) -> int:
     )
     row = measure(cfg)
     if args.output:
-        from chronos_core.profiling.environment import capture_environment
-        from chronos_core.profiling.sweep import CsvSink, config_id
-
-        sink = CsvSink(args.output)
-        sink.write({"config_id": config_id({"cli": _command_line()}), "status": "ok", **row})
-        from chronos_core.profiling.environment import write_provenance
-
-        write_provenance(args.output, capture_environment(args.device, command=_command_line()))
+        _append_row(args.output, row, args.device)
     if args.json:
         print(json.dumps(row, indent=2, default=str))
         return 0
@@ -103,10 +131,9 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     from chronos_core.profiling.sweep import load_sweep, run_sweep
 
     spec = load_sweep(args.file)
-    output = (
-        Path(args.output)
-        if args.output
-        else Path("results") / "sweeps" / f"{spec.name or Path(args.file).stem}.csv"
+    output = output_path(
+        args.output or Path("results") / "sweeps" / f"{spec.name or Path(args.file).stem}.csv",
+        create_parent=not args.output,
     )
     report = run_sweep(
         spec,
@@ -127,6 +154,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _cmd_microbench(args: argparse.Namespace) -> int:
     from chronos_core.profiling.layers import LayerTiming, benchmark_layer, sample_layer_configs
 
+    _check_device_and_precision(args.device, args.precision)
     configs = sample_layer_configs([args.layer], args.samples, args.seed)
     timing = LayerTiming(repeats=args.repeats)
     for cfg in configs:
@@ -178,18 +206,49 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--dataset", default="CIFAR10", help="e.g. cifar10, imagenet, sst2 (synthetic tensors of its shape)"
     )
     p.add_argument("--input-shape", type=_shape, default=None, help="per-sample shape override, e.g. 3,32,32")
-    p.add_argument("--batch-size", type=int, required=True)
+    p.add_argument("--batch-size", type=arg(positive_int, "--batch-size"), required=True)
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16 (AMP bf16)")
     p.add_argument("--optimizer", default="SGD", help="SGD, SGD-momentum, Adam, AdamW, Adafactor")
-    p.add_argument("--lr", type=float, default=0.01, help="learning rate (does not change the time)")
+    p.add_argument(
+        "--lr",
+        type=arg(positive_float, "--lr"),
+        default=0.01,
+        help="learning rate (does not change the time)",
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
-    p.add_argument("--repeats", type=int, default=3, help="blocks of timed iterations (spread across them)")
-    p.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
-    p.add_argument("--iters", type=int, default=10, help="timed iterations per repeat")
-    p.add_argument("--workers", type=int, default=0, help="DataLoader worker processes")
-    p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave)")
-    p.add_argument("--epochs", type=int, default=3, help="Keras models: epochs to fit (epoch 1 excluded)")
-    p.add_argument("--train-size", type=int, default=2048, help="Keras models: synthetic samples per epoch")
+    p.add_argument(
+        "--repeats",
+        type=arg(positive_int, "--repeats"),
+        default=3,
+        help="blocks of timed iterations (spread across them)",
+    )
+    p.add_argument(
+        "--warmup", type=arg(non_negative_int, "--warmup"), default=3, help="untimed iterations first"
+    )
+    p.add_argument(
+        "--iters", type=arg(positive_int, "--iters"), default=10, help="timed iterations per repeat"
+    )
+    p.add_argument(
+        "--workers", type=arg(non_negative_int, "--workers"), default=0, help="DataLoader worker processes"
+    )
+    p.add_argument(
+        "--threads",
+        type=arg(positive_int, "--threads"),
+        default=None,
+        help="torch.set_num_threads (default: leave)",
+    )
+    p.add_argument(
+        "--epochs",
+        type=arg(positive_int, "--epochs"),
+        default=3,
+        help="Keras models: epochs to fit (epoch 1 excluded)",
+    )
+    p.add_argument(
+        "--train-size",
+        type=arg(positive_int, "--train-size"),
+        default=2048,
+        help="Keras models: synthetic samples per epoch",
+    )
     p.add_argument("--output", default=None, help="append the row to this CSV (with a .json sidecar)")
     p.add_argument("--json", action="store_true", help="print the whole row as JSON")
     p.set_defaults(func=_cmd_measure)
@@ -203,7 +262,12 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "--ray", default=None, metavar="ADDRESS", help="run on a Ray cluster ('local' starts one here)"
     )
     s.add_argument("--retry-failed", action="store_true", help="run configurations that failed before again")
-    s.add_argument("--limit", type=int, default=None, help="run at most this many new configurations")
+    s.add_argument(
+        "--limit",
+        type=arg(non_negative_int, "--limit"),
+        default=None,
+        help="run at most this many new configurations",
+    )
     s.add_argument("--quiet", action="store_true", help="no progress bar")
     s.set_defaults(func=_cmd_sweep)
 
@@ -211,12 +275,14 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
         "microbench", help="PreNeT-style microbenchmark of random configurations of one layer type"
     )
     m.add_argument("--layer", required=True, choices=LAYER_TYPES)
-    m.add_argument("--samples", type=int, default=5)
-    m.add_argument("--seed", type=int, default=0)
-    m.add_argument("--precision", default="32")
-    m.add_argument("--device", default="cpu")
-    m.add_argument("--repeats", type=int, default=5)
-    m.add_argument("--threads", type=int, default=None)
+    m.add_argument("--samples", type=arg(positive_int, "--samples"), default=5, help="random configurations")
+    m.add_argument("--seed", type=arg(non_negative_int, "--seed"), default=0)
+    m.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
+    m.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or mps")
+    m.add_argument("--repeats", type=arg(positive_int, "--repeats"), default=5, help="timed blocks per layer")
+    m.add_argument(
+        "--threads", type=arg(positive_int, "--threads"), default=None, help="torch.set_num_threads"
+    )
     m.set_defaults(func=_cmd_microbench)
 
     c = sub.add_parser(

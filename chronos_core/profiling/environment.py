@@ -206,5 +206,10 @@ def write_provenance(table_path: str | os.PathLike, env: Environment, **details:
     path = Path(table_path).with_suffix(".json")
     record = {"table": Path(table_path).name, **env.as_dict(), **details}
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # write then rename: never a torn sidecar
+    with tmp.open("w") as fh:
+        fh.write(json.dumps(record, indent=2, default=str) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
     return path

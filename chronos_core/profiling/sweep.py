@@ -22,6 +22,7 @@ the driver writes their rows.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import dataclasses
 import gc
@@ -31,6 +32,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import tomllib
 from collections.abc import Callable, Iterable, Iterator
@@ -41,6 +43,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from chronos_core import validation as v
 from chronos_core.errors import ChronosError, unknown_choice
 
 log = logging.getLogger(__name__)
@@ -92,12 +95,15 @@ class SweepSpec:
                     raise ChronosError(
                         f"Sweep {self.source or self.name!r}: grid entry {key!r} must be a non-empty list"
                     )
-        if self.samples is not None and (not isinstance(self.samples, int) or self.samples < 1):
-            raise ChronosError(f"Sweep samples must be a positive integer, got {self.samples!r}")
+        if self.samples is not None:
+            self.samples = v.positive_int("sweep samples", self.samples)
+        self.seed = v.non_negative_int("sweep seed", self.seed)
         if self.kind == "layer" and self.samples is None:
             raise ChronosError("A layer sweep needs 'samples' (random layer configurations per grid point)")
         if self.mode == "random" and self.kind == "model" and self.samples is None:
             raise ChronosError("A random model sweep needs 'samples' (points drawn from the grid)")
+        if self.kind == "layer" and self.fixed.get("max_flops") is not None:
+            v.positive_float("sweep setting max_flops", self.fixed["max_flops"])
         allowed = _LAYER_KEYS if self.kind == "layer" else _model_keys()
         used = set(self.fixed) | {k for g in self.grid for k in g} | {k for c in self.configs for k in c}
         unknown = sorted(used - allowed)
@@ -149,7 +155,7 @@ def sweep_from_dict(data: Any, source: str = "") -> SweepSpec:
         configs=list(data.get("configs", []) or []),
         mode=str(data.get("mode", "grid")),
         samples=data.get("samples"),
-        seed=int(data.get("seed", 0)),
+        seed=data.get("seed", 0),
         name=str(data.get("name", Path(source).stem if source else "")),
         source=source,
     )
@@ -206,8 +212,36 @@ def expand(spec: SweepSpec) -> list[dict[str, Any]]:
     return unique
 
 
+_LAYER_NUMBERS = {
+    "repeats": v.positive_int,
+    "iters": v.positive_int,
+    "warmup": v.non_negative_int,
+    "max_iters": v.positive_int,
+    "threads": v.positive_int,
+    "min_block_ms": v.non_negative_float,
+    "max_flops": v.positive_float,
+}
+
+
+def _check_numbers(kind: str, cfg: dict[str, Any]) -> None:
+    """Counts, thread numbers and seeds of one configuration (a model run is a TimingConfig)."""
+    if kind == "layer":
+        for key, check in _LAYER_NUMBERS.items():
+            if cfg.get(key) is not None:
+                check(f"sweep setting {key}", cfg[key])
+        return
+    from chronos_core.profiling.timers import TimingConfig
+
+    numbers = ("batch_size", "repeats", "iters", "warmup", "num_workers", "seed", "threads", "learning_rate")
+    try:
+        TimingConfig(**{"model": "check", **{k: cfg[k] for k in numbers if k in cfg}})
+    except ChronosError as exc:
+        raise ChronosError(f"sweep setting {exc}") from None
+
+
 def validate_configs(kind: str, configs: Iterable[dict[str, Any]]) -> None:
-    """Fail fast, before any timing and before the CSV is touched, on names no run could accept."""
+    """Fail fast, before any timing and before the CSV is touched, on names and numbers no run could
+    accept (an unknown precision, threads: 0, batch_size: 2.5, ...)."""
     from chronos_core.catalog.datasets import Datasets
     from chronos_core.catalog.optimizers import Optimizers
     from chronos_core.profiling.environment import resolve_device
@@ -225,6 +259,7 @@ def validate_configs(kind: str, configs: Iterable[dict[str, Any]]) -> None:
             if key in cfg and (key, str(cfg[key])) not in seen:
                 seen.add((key, str(cfg[key])))
                 check(cfg[key])
+        _check_numbers(kind, cfg)
 
 
 def _check_model(name: Any) -> None:
@@ -317,23 +352,64 @@ def run_config(kind: str, cfg: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def _warn(message: str) -> None:
+    """One warning line on stderr (and in the log)."""
+    log.warning(message)
+    print(f"chronos: warning: {message}", file=sys.stderr)
+
+
 class CsvSink:
-    """Append-only CSV of rows whose header grows when new columns appear (atomic rewrite then)."""
+    """Append-only CSV of rows whose header grows when new columns appear (atomic rewrite then).
+
+    Every row is flushed and fsynced. A row torn by a crash mid-write (no final newline, or the
+    wrong number of fields) is cut off when the table is opened again, with a one-line warning,
+    so the table stays readable and the torn configuration runs again.
+    """
 
     def __init__(self, path: str | os.PathLike):
         self.path = Path(path)
         self.columns: list[str] = []
         self.n_rows = 0
         if self.path.exists() and self.path.stat().st_size > 0:
+            self._repair_torn_tail()
             with self.path.open(newline="") as fh:
                 reader = csv.reader(fh)
                 self.columns = next(reader, [])
-                self.n_rows = sum(1 for _ in reader)
-            if "config_id" not in self.columns:
-                raise ChronosError(
-                    f"{str(self.path)!r} exists but is not a sweep table (no config_id column);"
-                    " choose another --output"
-                )
+                if "config_id" not in self.columns:
+                    raise ChronosError(
+                        f"{str(self.path)!r} exists but is not a sweep table (no config_id column);"
+                        " choose another --output"
+                    )
+                for line, rec in enumerate(reader, start=2):
+                    if len(rec) != len(self.columns):
+                        raise ChronosError(
+                            f"{str(self.path)!r} line {line} has {len(rec)} fields where the header has"
+                            f" {len(self.columns)}; repair or move the file, or choose another --output"
+                        )
+                    self.n_rows += 1
+
+    def _repair_torn_tail(self) -> None:
+        """Cut a last row that a crash left incomplete (no newline or too few fields)."""
+        data = self.path.read_bytes()
+        keep = len(data)
+        if not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+        header_end = data.find(b"\n") + 1
+        if 0 < header_end < keep:  # a complete-looking last line with the wrong field count is torn too
+            last_start = data.rfind(b"\n", 0, keep - 1) + 1
+            header = next(csv.reader([data[:header_end].decode("utf-8", "replace")]), [])
+            last = next(csv.reader([data[last_start:keep].decode("utf-8", "replace")]), [])
+            if last_start >= header_end and len(last) != len(header):
+                keep = last_start
+        if keep == len(data) or keep < header_end or header_end == 0:
+            return
+        torn = data[keep:].decode("utf-8", "replace")
+        with self.path.open("r+b") as fh:
+            fh.truncate(keep)
+            fh.flush()
+            os.fsync(fh.fileno())
+        shown = torn[:60] + ("..." if len(torn) > 60 else "")
+        _warn(f"{self.path}: cut a torn last row left by an interrupted write ({shown!r}); it will run again")
 
     def finished(self, include_errors: bool = True) -> set[str]:
         """config_ids already in the file (ok rows, plus error rows unless `include_errors` is False)."""
@@ -369,6 +445,8 @@ class CsvSink:
             writer.writerow([*next(reader), *new])
             for rec in reader:
                 writer.writerow(rec + [""] * len(new))
+            dst.flush()
+            os.fsync(dst.fileno())
         os.replace(tmp, self.path)
         self.columns += new
 
@@ -403,18 +481,37 @@ def run_sweep(
     command: str | None = None,
     on_row: Callable[[dict[str, Any]], None] | None = None,
 ) -> SweepReport:
-    """Run every configuration of `spec` not yet in `output`, appending one row per configuration."""
-    from tqdm.auto import tqdm
-
+    """Run every configuration of `spec` not yet in `output`, appending one row per configuration
+    (the output is locked for the run: a second run on it is refused)."""
     configs = expand(spec)
     validate_configs(spec.kind, configs)
+    if limit is not None:
+        limit = v.non_negative_int("limit", limit)
+    with output_lock(output):
+        return _run_locked(spec, configs, Path(output), ray_address, progress, retry_failed, limit, command,
+                           on_row)  # fmt: skip
+
+
+def _run_locked(
+    spec: SweepSpec,
+    configs: list[dict[str, Any]],
+    output: Path,
+    ray_address: str | None,
+    progress: bool,
+    retry_failed: bool,
+    limit: int | None,
+    command: str | None,
+    on_row: Callable[[dict[str, Any]], None] | None,
+) -> SweepReport:
+    from tqdm.auto import tqdm
+
     sink = CsvSink(output)
     done = sink.finished(include_errors=not retry_failed)
     todo = [c for c in configs if config_id(c) not in done]
     already = len(configs) - len(todo)
     if limit is not None:
-        todo = todo[: max(0, int(limit))]
-    _write_sidecar(spec, Path(output), command, len(configs), already)
+        todo = todo[:limit]
+    _write_sidecar(spec, output, command, len(configs), already)
     start = time.perf_counter()
     failed = 0
     rows = (
@@ -500,8 +597,13 @@ def _write_sidecar(spec: SweepSpec, output: Path, command: str | None, total: in
             previous = json.loads(sidecar.read_text())
             sessions = list(previous.get("sessions", []))
             notes = list(previous.get("notes", []))
-        except (json.JSONDecodeError, AttributeError):
-            sessions = []
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError, TypeError) as exc:
+            kept = sidecar.with_suffix(f".json.corrupt-{int(time.time())}")
+            os.replace(sidecar, kept)
+            _warn(
+                f"{sidecar} was unreadable ({type(exc).__name__}); kept as {kept.name}, history starts anew"
+            )
+            sessions, notes = [], []
     sessions.append(
         {
             "date_utc": env.date_utc,
@@ -530,7 +632,55 @@ def _write_sidecar(spec: SweepSpec, output: Path, command: str | None, total: in
         "notes": notes,
     }
     output.parent.mkdir(parents=True, exist_ok=True)
-    sidecar.write_text(json.dumps(record, indent=2, default=str) + "\n")
+    write_text_atomic(sidecar, json.dumps(record, indent=2, default=str) + "\n")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write to a temporary file beside `path`, fsync, then rename over it: never a torn file."""
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    with tmp.open("w") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def output_lock(output: str | os.PathLike) -> Iterator[Path]:
+    """Hold an exclusive lock on `<output>.lock` while a run writes `output`; a second run on the
+    same output is refused with one line instead of interleaving rows."""
+    import fcntl
+
+    lock = Path(f"{output}.lock")
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    while True:
+        fh = lock.open("a+")
+        try:
+            fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            fh.seek(0)
+            holder = fh.read().strip() or "another process"
+            fh.close()
+            raise ChronosError(
+                f"{str(output)!r} is being written by another run ({holder}); wait for it or choose another"
+                f" --output (lock file {lock})"
+            ) from None
+        try:  # the file we locked may have been removed by a run that just finished: lock again
+            same = os.fstat(fh.fileno()).st_ino == lock.stat().st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        fh.close()
+    try:
+        fh.seek(0)
+        fh.truncate()
+        fh.write(f"pid {os.getpid()}\n")
+        fh.flush()
+        yield lock
+    finally:
+        lock.unlink(missing_ok=True)
+        fh.close()
 
 
 def expand_preview(spec: SweepSpec) -> list[dict[str, Any]]:

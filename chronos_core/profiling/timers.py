@@ -89,14 +89,15 @@ class TimingConfig:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
+        from chronos_core import validation as v
+
         for name in ("batch_size", "repeats", "iters"):
-            value = getattr(self, name)
-            if not isinstance(value, int | np.integer) or value < 1:
-                raise ChronosError(f"{name} must be a positive integer, got {value!r}")
-        if self.warmup < 0 or self.num_workers < 0:
-            raise ChronosError(
-                f"warmup and num_workers must be >= 0, got {self.warmup!r}, {self.num_workers!r}"
-            )
+            setattr(self, name, v.positive_int(name, getattr(self, name)))
+        for name in ("warmup", "num_workers", "seed"):
+            setattr(self, name, v.non_negative_int(name, getattr(self, name)))
+        if self.threads is not None:
+            self.threads = v.positive_int("threads", self.threads)
+        self.learning_rate = v.positive_float("learning_rate", self.learning_rate)
         if self.input_shape is not None:
             self.input_shape = tuple(int(d) for d in self.input_shape)
 

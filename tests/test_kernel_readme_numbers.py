@@ -1,0 +1,52 @@
+"""The kernel-model numbers quoted in the README are the ones notebook 08's result files hold."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "results" / "kernels"
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+def _pct(value: float) -> str:
+    return f"{value:.1f}%"
+
+
+def test_op_level_table_in_readme():
+    summary = pd.read_csv(RESULTS / "op_logo_summary.csv")
+    test = summary[summary["split"] == "test"].set_index("group")
+    for group in ("gemm_bmm", "gemm_linear", "elementwise", "softmax", "ln"):
+        row = test.loc[group]
+        line = (
+            f"| {group} | {_pct(row['roofline'])} | {_pct(row['chronos'])} | "
+            f"{_pct(row['chronos_calibrated'])} | {_pct(row['neusight_published_ood'])} |"
+        )
+        assert line in README, line
+
+
+def test_precision_and_models_in_readme():
+    precision = pd.read_csv(RESULTS / "precision_transfer.csv").set_index("dtype")
+    for dtype in ("bf16", "tf32"):
+        row = precision.loc[dtype]
+        assert f"{dtype}: {_pct(row['chronos_calibrated'])} calibrated" in README
+        assert f"{dtype} {_pct(row['chronos'])}" in README
+    models = pd.read_csv(RESULTS / "neusight_models.csv")
+    assert f"MAPE {_pct(models['ape'].mean())} over {len(models)} measured runs" in README
+    for gpu, ape in models.groupby("gpu")["ape"].mean().items():
+        assert f"{gpu} {_pct(ape)}" in README
+
+
+def test_chronos_numbers_in_readme():
+    chronos = pd.read_csv(RESULTS / "chronos_logo.csv").set_index("gpu").loc["mean over GPUs"]
+    assert f"leave-one-GPU-out compute MAPE {_pct(chronos['kernel_logo_mape'])}" in README
+    assert f"whole-model regressor's {_pct(chronos['whole_model_logo_mape'])}" in README
+    assert f"unseen configs {_pct(chronos['kernel_unseen_config_mape'])}" in README
+
+
+@pytest.mark.parametrize("name", ["opgraph_speed.md", "predict_step_speed.md"])
+def test_speed_files_exist(name):
+    assert (RESULTS / name).is_file()
