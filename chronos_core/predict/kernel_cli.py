@@ -16,6 +16,7 @@ pred_overhead_ms, pred_step_ms, pred_step_ms_lo, pred_step_ms_hi (80%) and `erro
 from __future__ import annotations
 
 import argparse
+import json
 import math
 from pathlib import Path
 
@@ -166,17 +167,23 @@ def predict_step_frame(
         from tqdm.auto import tqdm
 
         rows = tqdm(rows, total=len(frame), desc="predict-step: tracing")
+    unique: dict[str, int] = {}  # identical configurations are traced and priced once
     for i, (_, row) in enumerate(rows):
         try:
-            traced.append(trace_config(**step_config(row)))
-            where.append(i)
+            config = step_config(row)
+            key = json.dumps(config, sort_keys=True, default=str)
+            if key not in unique:
+                unique[key] = len(traced)
+                traced.append(trace_config(**config))
+            where.append((i, unique[key]))
         except ChronosError as exc:
             errors[i] = str(exc)
         except Exception as exc:  # noqa: BLE001 - a model the tracer cannot run: that row fails, not the batch
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             errors[i] = f"cannot trace {row['model']!r}: {why}"
-    for i, pred in zip(where, predict_steps(traced, model), strict=True):
-        results[i] = [pred[c] for c in STEP_OUTPUTS]
+    preds = predict_steps(traced, model)
+    for i, k in where:
+        results[i] = [preds[k][c] for c in STEP_OUTPUTS]
     out = frame.copy()
     for j, col in enumerate(STEP_OUTPUTS):
         out[col] = results[:, j]
