@@ -413,8 +413,28 @@ class TrainingTimePredictor:
         row = {"framework": "keras", "epoch_times_s": timing.epoch_times_s, "steps_per_timed_epoch": steps}
         return _Measured(est, mean, 0.0, row)
 
+    def check_fits(self) -> None:
+        """Refuse (one line) a run whose estimated training memory exceeds the GPU's: parameters,
+        gradients, optimizer states and master weights plus the batch's saved activations."""
+        if self.on_cpu:
+            return
+        memory_gb = float(self.gpu.memory_gb)
+        if not (math.isfinite(memory_gb) and memory_gb > 0):
+            return
+        feats = self.features()
+        need = float(feats.get("total_state_bytes", 0)) + self.batch_size * float(
+            feats.get("act_bytes_per_sample", 0)
+        )
+        if math.isfinite(need) and need > memory_gb * 1e9:
+            raise ChronosError(
+                f"batch_size {self.batch_size} of {_model_name(self.model)} on {self.dataset.name} does not "
+                f"fit on {self.gpu.name}: needs ~{need / 1e9:,.1f} GB (states + activations), "
+                f"the GPU has {memory_gb:g} GB"
+            )
+
     def _predicted(self) -> pd.DataFrame:
         if self._time_pred is None:
+            self.check_fits()
             from chronos_core.predict.time_models import predict_time
 
             pred = predict_time(self.row())

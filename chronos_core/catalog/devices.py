@@ -218,6 +218,8 @@ def _number(field: str, value: object) -> float | int:
     except (TypeError, ValueError):
         raise ChronosError(f"Device field {field} must be a number, got {value!r}") from None
     if field in _INT_FIELDS:
+        if math.isfinite(number) and not number.is_integer():
+            raise ChronosError(f"Device field {field} must be a whole number, got {value!r}")
         return int(number) if math.isfinite(number) else 0
     return number
 

@@ -44,6 +44,10 @@ def _cmd_measure_keras(args: argparse.Namespace) -> int:
 
     if args.device != "cpu" and not args.device.startswith("cuda"):
         raise ChronosError(f"Keras models run on cpu or cuda here, not {args.device!r}")
+    if str(args.precision).strip().lower() not in ("32", "fp32", "float32"):
+        raise ChronosError(
+            f"precision {args.precision!r}: Keras models are measured in fp32 only here; accepted: 32"
+        )
     row = time_keras_zoo_model(
         args.model, args.dataset, args.batch_size, args.epochs, args.train_size, args.threads
     )
