@@ -48,19 +48,7 @@ UNARY_OPS = ("addu", "divu", "mulu", "powu", "gelu", "relu", "tanh")
 ELEMENTWISE_OPS = BINARY_OPS + UNARY_OPS
 OPS = GEMM_OPS + ("conv",) + ELEMENTWISE_OPS + ("ln", "softmax")
 DTYPES = ("fp32", "tf32", "fp16", "bf16", "fp8")
-_SHAPE_COLS = (
-    "B",
-    "M",
-    "N",
-    "K",
-    "H",
-    "in_channels",
-    "out_channels",
-    "kernel_size",
-    "input_size",
-    "stride",
-    "padding",
-)
+_SHAPE_COLS = KERNEL_COLUMNS[KERNEL_COLUMNS.index("B") : KERNEL_COLUMNS.index("padding") + 1]
 _NEUSIGHT_CONV = {
     "Input_Channel": "in_channels",
     "Output_Channel": "out_channels",

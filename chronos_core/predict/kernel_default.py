@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 from pathlib import Path
 
 import pandas as pd
@@ -21,6 +20,7 @@ from chronos_core.data import device_profiles, registry
 from chronos_core.data.kernels import kernel_table, xla_kernels
 from chronos_core.predict.kernel_eval import training_rows
 from chronos_core.predict.kernels import KernelModel
+from chronos_core.predict.pickle_cache import load_or_build
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "kernels-v1"
@@ -79,22 +79,8 @@ def default_kernel_model(refit: bool = False) -> KernelModel:
     key = _key()
     if not refit and key in _LOADED:
         return _LOADED[key]
-    path = _cache_dir() / f"kernel-model-{key}.pkl"
-    if not refit and path.is_file():
-        try:
-            with path.open("rb") as fh:
-                _LOADED[key] = pickle.load(fh)
-            return _LOADED[key]
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-            log.warning("cached kernel model %s unreadable; refitting", path)
-    model = fit_default()
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(model, fh)
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("could not cache the kernel model at %s: %s", path, exc)
+    if refit:
+        (_cache_dir() / f"kernel-model-{key}.pkl").unlink(missing_ok=True)
+    model = load_or_build(_cache_dir() / f"kernel-model-{key}.pkl", fit_default)
     _LOADED[key] = model
     return model

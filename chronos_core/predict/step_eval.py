@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pickle
 from pathlib import Path
 
 import numpy as np
@@ -21,6 +20,7 @@ import pandas as pd
 from chronos_core.catalog.devices import Devices
 from chronos_core.data import registry
 from chronos_core.predict.kernels import KernelModel
+from chronos_core.predict.pickle_cache import load_or_build
 from chronos_core.predict.step import HostOverhead, predict_ops
 
 # NeuSight label name -> (config source, task head): BERT ran with a 2-class classifier head.
@@ -52,20 +52,7 @@ def _cache_dir() -> Path:
 def _cached(key: dict, build) -> pd.DataFrame:
     """A traced op frame from the disk cache, or traced now and stored."""
     digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=str).encode()).hexdigest()[:20]
-    path = _cache_dir() / f"eval-{digest}.pkl"
-    if path.is_file():
-        try:
-            with path.open("rb") as fh:
-                return pickle.load(fh)
-        except (OSError, pickle.UnpicklingError, EOFError):
-            pass
-    frame = build()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    with tmp.open("wb") as fh:
-        pickle.dump(frame, fh)
-    tmp.replace(path)
-    return frame
+    return load_or_build(_cache_dir() / f"eval-{digest}.pkl", build)
 
 
 # ---------------------------------------------------------------------------------------------- NeuSight
