@@ -306,6 +306,7 @@ class TrainingTimePredictor:
         self._features: dict[str, Any] | None = None
         self._measured: _Measured | None = None
         self._time_pred: pd.DataFrame | None = None
+        self._ops: pd.DataFrame | None = None
 
     # ------------------------------------------------------------------ features and rows
     @property
@@ -478,13 +479,13 @@ class TrainingTimePredictor:
 
     def _kernel_compute_ms(self) -> float:
         """The kernel model's step time with the median measured host of this cloud and precision."""
-        from chronos_core.predict.step import host_for
+        from chronos_core.predict.kernel_default import default_kernel_model
+        from chronos_core.predict.step import HostOverhead, host_for, host_step_ms, predict_ops
 
-        step = self.operators(top=1)["step_ms"]
+        ops, _ = self._step_ops()
+        priced = predict_ops(ops, self.gpu.name, default_kernel_model(), HostOverhead(0.0, 0.0, 0.0))
         host = host_for(self.host, amp=self.precision == 16)
-        gpu_ms = step["pred_forward_ms"] + step["pred_backward_ms"] + step["pred_optimizer_ms"]
-        kernels = step["kernels"]
-        return max(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms) + host.fixed_ms
+        return float(host_step_ms(priced["pred_ms"].sum(), priced["count"].fillna(1).sum(), host))
 
     def predict_iteration_time(self) -> Estimate:
         """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
@@ -601,39 +602,44 @@ class TrainingTimePredictor:
                 out["data"]["time"]["interval_regime"] = str(model.regimes(pd.DataFrame([row]))[0])
         return out
 
-    def operators(self, top: int = 10) -> dict[str, Any]:
-        """The step's operators priced by the kernel model: the step's parts (ms) and the `top` ops by
-        predicted time, each with its bound (compute, memory, launch). GPUs and torch models only."""
+    def _step_ops(self) -> tuple[pd.DataFrame, str]:
+        """The traced operators of one training step (computed once) and the optimizer traced."""
         if self.on_cpu:
             raise ChronosError("operators() prices a step on a GPU; gpu='cpu' is measured, not traced")
         if not self._torch_model:
             raise ChronosError("operators() traces torch models; Keras models are not traced op by op")
-        from chronos_core.features.opgraph import trace_step
-        from chronos_core.predict.kernel_default import default_kernel_model
-        from chronos_core.predict.step import predict_ops, predict_step, top_ops
-
         precision = {16: "amp", 32: "fp32", "bf16": "bf16", "tf32": "tf32"}.get(self.precision, "fp32")
         optimizer = {"SGD": "sgd", "SGD-momentum": "sgd", "Adam": "adam", "AdamW": "adamw"}.get(
             self.optimizer.name, "adamw"
         )
-        if _is_module(self.model):
-            example = torch_example_input(self.dataset, self.batch_size)
-            ops = trace_step(self.model, example, precision=precision, optimizer=optimizer)
-        else:
-            ops = trace_step(
-                self.model.name,
-                batch_size=self.batch_size,
-                precision=precision,
-                optimizer=optimizer,
-                dataset=self.dataset.name,
-            )
-        kernels = default_kernel_model()
-        step = predict_step(ops, self.gpu.name, kernels)
-        table = top_ops(predict_ops(ops, self.gpu.name, kernels), n=top)
+        if self._ops is None:
+            from chronos_core.features.opgraph import trace_step
+
+            if _is_module(self.model):
+                example = torch_example_input(self.dataset, self.batch_size)
+                self._ops = trace_step(self.model, example, precision=precision, optimizer=optimizer)
+            else:
+                self._ops = trace_step(
+                    self.model.name,
+                    batch_size=self.batch_size,
+                    precision=precision,
+                    optimizer=optimizer,
+                    dataset=self.dataset.name,
+                )
+        return self._ops, optimizer
+
+    def operators(self, top: int = 10) -> dict[str, Any]:
+        """The step's operators priced by the kernel model: the step's parts (ms) and the `top` ops by
+        predicted time, each with its bound (compute, memory, launch). GPUs and torch models only."""
+        from chronos_core.predict.kernel_default import default_kernel_model
+        from chronos_core.predict.step import predict_ops, step_totals, top_ops
+
+        ops, optimizer = self._step_ops()
+        priced = predict_ops(ops, self.gpu.name, default_kernel_model())
         return {
-            "step_ms": {k: round(v, 4) for k, v in step.items()},
+            "step_ms": {k: round(v, 4) for k, v in step_totals(priced).items()},
             "optimizer_traced": optimizer,
-            "top_operators": table.round(4).to_dict(orient="records"),
+            "top_operators": top_ops(priced, n=top).round(4).to_dict(orient="records"),
         }
 
     def __repr__(self) -> str:

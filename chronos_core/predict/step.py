@@ -36,10 +36,16 @@ class HostOverhead:
     dispatch_ms: float = 0.012  # PyTorch eager: Python + dispatcher + launch, per op, on the CPU
     fixed_ms: float = 0.3  # per step: optimizer bookkeeping, zero_grad, a sync
     name: str = "default"
-    overlap: float = float("inf")  # host and GPU work: inf = fully overlapped (max), 1 = serial (sum)
 
 
 DEFAULT_HOST = HostOverhead()
+
+
+def host_step_ms(gpu_ms: np.ndarray | float, kernels: np.ndarray | float, host: HostOverhead) -> np.ndarray:
+    """Step time (ms) from the GPU time of its kernels (floors excluded), their count and a host."""
+    return np.maximum(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms) + host.fixed_ms
+
+
 HOSTS_FILE = Path(__file__).resolve().parents[2] / "results" / "kernels" / "chronos_hosts.csv"
 
 
@@ -69,7 +75,6 @@ def _dtype(series: pd.Series) -> pd.Series:
 def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Canonical kernel rows standing for each op, and the factor that scales a kernel's time
     (above its launch floor) to the op's work: op FLOPs or bytes over the stand-in kernel's."""
-    n = len(ops)
     rows = pd.DataFrame({c: np.nan for c in KERNEL_COLUMNS}, index=ops.index)
     rows["device"] = device
     rows["dtype"] = _dtype(ops["dtype"]).to_numpy()
@@ -117,7 +122,6 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     work_kernel = np.where(by_flops, feats["flops"].to_numpy(), feats["bytes"].to_numpy())
     scale = np.where(work_kernel > 0, work_op / np.maximum(work_kernel, 1e-9), 1.0)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
-    assert len(scale) == n
     return rows.fillna({"stride": 1, "padding": 0}), scale
 
 

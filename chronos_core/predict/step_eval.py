@@ -21,7 +21,7 @@ from chronos_core.catalog.devices import Devices
 from chronos_core.data import registry
 from chronos_core.predict.kernels import KernelModel
 from chronos_core.predict.pickle_cache import load_or_build
-from chronos_core.predict.step import HostOverhead, predict_ops
+from chronos_core.predict.step import HostOverhead, host_step_ms, predict_ops
 
 # NeuSight label name -> (config source, task head): BERT ran with a 2-class classifier head.
 NEUSIGHT_MODELS = {
@@ -228,18 +228,6 @@ def fit_host(gpu_ms: np.ndarray, kernels: np.ndarray, measured: np.ndarray) -> H
     return best[1]
 
 
-def _combine(gpu: np.ndarray, host: np.ndarray, overlap: float) -> np.ndarray:
-    """GPU and host time of a step: summed (overlap 1), a p-norm, or the max (overlap inf)."""
-    if np.isinf(overlap):
-        return np.maximum(gpu, host)
-    return (gpu**overlap + host**overlap) ** (1.0 / overlap)
-
-
-def step_from_host(gpu_ms: np.ndarray, kernels: np.ndarray, host: HostOverhead) -> np.ndarray:
-    """Step time (ms) from GPU time, kernel count and a host."""
-    return _combine(gpu_ms + host.gap_ms * kernels, kernels * host.dispatch_ms, host.overlap) + host.fixed_ms
-
-
 def median_host(hosts: list[HostOverhead]) -> HostOverhead:
     """The default host for a GPU whose host nobody measured: the median of the known ones."""
     return HostOverhead(
@@ -247,7 +235,6 @@ def median_host(hosts: list[HostOverhead]) -> HostOverhead:
         float(np.median([h.dispatch_ms for h in hosts])),
         float(np.median([h.fixed_ms for h in hosts])),
         "median of measured hosts",
-        float(np.median([h.overlap for h in hosts])),
     )
 
 
@@ -313,7 +300,7 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
                 hosts.append(fit_host(q["gpu_ms"].to_numpy(), q["kernels"].to_numpy(), measured))
             host = median_host(hosts)
             sel = amp_held == amp
-            pred[sel] = step_from_host(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
+            pred[sel] = host_step_ms(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
         out.loc[mask, "pred_logo_ms"] = pred
         # unseen configs on a seen GPU: the GPU's own host, fitted on other configurations
         own = pricing(None, held)
@@ -332,7 +319,7 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
                 ptr, pte = own.loc[tr["config"]], own.loc[te["config"]]
                 measured = tr["compute_ms"].to_numpy(float)
                 h = fit_host(ptr["gpu_ms"].to_numpy(), ptr["kernels"].to_numpy(), measured)
-                pred = step_from_host(pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h)
+                pred = host_step_ms(pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h)
                 out.loc[te.index, "pred_config_ms"] = pred
     return out
 
