@@ -62,7 +62,7 @@ class Source:
     repo_path: str  # path inside the upstream repository
     mirror_path: str  # path inside the mirror directory
     # epoch_time, convergence, probe_batch, eval_records, a100_runs, a100_agg, gpu_specs, report,
-    # kernels (per-kernel timings), model_label (per-model latency JSON), model_trace, gemm_table
+    # kernels (per-kernel timings), model_label (per-model latency JSON), model_config, gemm_table
     kind: str
     required_columns: tuple[str, ...]
     description: str
