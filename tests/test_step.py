@@ -144,7 +144,7 @@ def test_predict_step_cli(tmp_path, patched):
     [
         ("predict-ops", "a,b\n1,2\n", "OPName"),
         ("predict-step", "model,gpu\nResNet18,T4\n", "batch_size"),
-        ("predict-ops", "", "Cannot read"),
+        ("predict-ops", "", "empty"),
     ],
 )
 def test_bad_tables_end_in_one_line(tmp_path, capsys, verb, content, message):

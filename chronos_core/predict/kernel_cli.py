@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 
 from chronos_core.errors import ChronosError
+from chronos_core.validation import output_path, read_csv, summary_line
 
 STEP_OUTPUTS = (
     "pred_forward_ms",
@@ -35,30 +36,6 @@ STEP_OUTPUTS = (
     "pred_step_ms_hi",
 )
 STEP_REQUIRED = ("model", "batch_size", "precision", "optimizer", "mode", "gpu")
-
-
-def read_input(path_text: str) -> pd.DataFrame:
-    """A CSV input table, or a one-line ChronosError saying why it cannot be read."""
-    path = Path(path_text)
-    if not path.is_file():
-        raise ChronosError(f"Input file {path_text!r} does not exist")
-    try:
-        frame = pd.read_csv(path)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as exc:
-        raise ChronosError(f"Cannot read {path_text!r} as CSV: {str(exc).splitlines()[0]}") from None
-    if frame.empty:
-        raise ChronosError(f"Input file {path_text!r} has no rows")
-    return frame
-
-
-def check_output(path_text: str) -> Path:
-    """The output path, checked before any work: its folder must exist and it must not be a folder."""
-    path = Path(path_text)
-    if path.is_dir():
-        raise ChronosError(f"Output {path_text!r} is a directory; give a file path")
-    if not path.parent.exists() and str(path.parent) not in ("", "."):
-        raise ChronosError(f"Output folder {str(path.parent)!r} does not exist")
-    return path
 
 
 def write_output(frame: pd.DataFrame, path: Path) -> None:
@@ -94,13 +71,12 @@ def predict_ops_frame(frame: pd.DataFrame, model: object | None = None) -> pd.Da
 
 
 def _summary(verb: str, out: pd.DataFrame, path: Path) -> None:
-    failed = int((out["error"] != "").sum())
-    print(f"{verb}: {len(out)} rows read, {len(out) - failed} predicted, {failed} failed -> {path}")
+    print(summary_line(verb, len(out), int((out["error"] == "").sum()), path))
 
 
 def _cmd_predict_ops(args: argparse.Namespace) -> int:
-    output = check_output(args.output)
-    out = predict_ops_frame(read_input(args.input))
+    output = output_path(args.output)
+    out = predict_ops_frame(read_csv(args.input))
     write_output(out, output)
     _summary("predict-ops", out, output)
     return 0
@@ -110,12 +86,18 @@ def _parse_shape(text: object) -> tuple[int, ...] | None:
     if text is None or (isinstance(text, float) and math.isnan(text)) or str(text).strip() == "":
         return None
     parts = str(text).replace("x", ",").replace("(", "").replace(")", "").replace(" ", "").split(",")
-    return tuple(int(p) for p in parts if p)
+    try:
+        return tuple(int(p) for p in parts if p)
+    except ValueError:
+        raise ChronosError(f"input_shape {text!r} must be whole numbers like 3x224x224") from None
 
 
 def _optional(row: pd.Series, key: str) -> object:
+    """A cell's value, None where the column is absent or the cell empty."""
     value = row.get(key)
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    return None if str(value).strip().lower() in ("", "nan", "none") else value
 
 
 def step_config(row: pd.Series) -> dict[str, object]:
@@ -192,8 +174,8 @@ def predict_step_frame(
 
 
 def _cmd_predict_step(args: argparse.Namespace) -> int:
-    output = check_output(args.output)
-    out = predict_step_frame(read_input(args.input), progress=True)
+    output = output_path(args.output)
+    out = predict_step_frame(read_csv(args.input), progress=True)
     write_output(out, output)
     _summary("predict-step", out, output)
     return 0

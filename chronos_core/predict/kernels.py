@@ -418,7 +418,9 @@ def ops_frame(rows: pd.DataFrame) -> pd.DataFrame:
         if dst not in out:
             out[dst] = np.nan
     dtype = rows["dtype"] if "dtype" in rows else pd.Series("fp32", index=rows.index)
-    out["dtype"] = dtype.fillna("fp32").astype(str).str.strip().str.lower()
+    out["dtype"] = (
+        dtype.fillna("fp32").astype(str).str.strip().str.lower().replace({"": "fp32", "nan": "fp32"})
+    )
     out["device_name"] = rows["Device"].astype(str)
     out["device"] = [Devices.resolve(d) or "" for d in out["device_name"]]
     return out
