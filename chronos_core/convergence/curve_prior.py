@@ -326,27 +326,24 @@ def default_curve_prior(refit: bool = False) -> CurvePriorPredictor:
     retrained weights refit automatically (about a minute on one core).
     """
     import hashlib
-    import pickle
 
     from chronos_core.convergence import data
     from chronos_core.data import registry
+    from chronos_core.pickle_cache import load_or_build
 
     paths = [registry.path("cape-dataset"), data.OURS_PATH, pf.WEIGHTS_PATH]
     digest = hashlib.sha256(repr((DEFAULT_SOURCES, MODEL_VERSION)).encode())
     for path in paths:
         digest.update(path.read_bytes() if path.is_file() else b"-")
     cache = registry.cache_dir().parent / "models" / f"curve-prior-{digest.hexdigest()[:16]}.pkl"
-    if cache.is_file() and not refit:
-        with cache.open("rb") as fh:
-            return pickle.load(fh)
-    frames = [data.public_table()]
-    if "ours" in DEFAULT_SOURCES and data.OURS_PATH.is_file():
-        frames.append(data.ours_table())
-    table = pd.concat(frames, ignore_index=True)
-    model = CurvePriorPredictor().fit(table, groups=table["model"].astype(str).to_numpy())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".part")
-    with tmp.open("wb") as fh:
-        pickle.dump(model, fh)
-    tmp.replace(cache)
-    return model
+    if refit:
+        cache.unlink(missing_ok=True)
+
+    def fit() -> CurvePriorPredictor:
+        frames = [data.public_table()]
+        if "ours" in DEFAULT_SOURCES and data.OURS_PATH.is_file():
+            frames.append(data.ours_table())
+        table = pd.concat(frames, ignore_index=True)
+        return CurvePriorPredictor().fit(table, groups=table["model"].astype(str).to_numpy())
+
+    return load_or_build(cache, fit)

@@ -36,6 +36,19 @@ CAPE_REPORTED_MAE = {"cv": 4.63, "lodo": 6.85, "lomo": 7.27}  # CAPE paper, epoc
 KS = (3, 5, 10)
 
 
+def probe_batch_regressor(seed: int = 0) -> XGBRegressor:
+    """The gradient-boosted model of log T_star on probe-batch features (one setting everywhere)."""
+    return XGBRegressor(
+        n_estimators=400,
+        max_depth=5,
+        learning_rate=0.05,
+        subsample=0.8,
+        n_jobs=1,
+        random_state=seed,
+        verbosity=0,
+    )
+
+
 def outer_splits(
     frame: pd.DataFrame, scheme: str, seed: int = 0, folds: int = 5
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -259,15 +272,7 @@ def evaluate_probe_batch(
         }
         for tr, te in probe_batch_splits(frame, scheme, seed):
             xtr, xte = frame.iloc[tr], frame.iloc[te]
-            xgb = XGBRegressor(
-                n_estimators=400,
-                max_depth=5,
-                learning_rate=0.05,
-                subsample=0.8,
-                n_jobs=1,
-                random_state=seed,
-                verbosity=0,
-            )
+            xgb = probe_batch_regressor(seed)
             xgb.fit(xtr[list(PROBE_BATCH_FEATURES)], np.log(y[tr]))
             preds["xgb_log"][te] = np.exp(xgb.predict(xte[list(PROBE_BATCH_FEATURES)]))
             rf = RandomForestRegressor(100, min_samples_leaf=2, random_state=seed, n_jobs=1)

@@ -22,7 +22,6 @@ from __future__ import annotations
 import functools
 import hashlib
 import math
-import pickle
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -661,17 +660,15 @@ def default_predictor(refit: bool = False) -> ConvergencePredictor:
     """
     from chronos_core.convergence import data
     from chronos_core.data import registry
+    from chronos_core.pickle_cache import load_or_build
 
     paths = [registry.path("cape-dataset"), data.OURS_PATH]
     cache = _cache_path(_training_fingerprint(paths))
-    if cache.is_file() and not refit:
-        with cache.open("rb") as fh:
-            return pickle.load(fh)
-    table = data.combined_table()
-    model = ConvergencePredictor().fit(table, groups=table["model"].astype(str).to_numpy())
-    cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".part")
-    with tmp.open("wb") as fh:
-        pickle.dump(model, fh)
-    tmp.replace(cache)
-    return model
+    if refit:
+        cache.unlink(missing_ok=True)
+
+    def fit() -> ConvergencePredictor:
+        table = data.combined_table()
+        return ConvergencePredictor().fit(table, groups=table["model"].astype(str).to_numpy())
+
+    return load_or_build(cache, fit)

@@ -19,7 +19,6 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from xgboost import XGBRegressor
 
 from chronos_core.convergence import curve_prior as cpr
 from chronos_core.convergence import data
@@ -55,15 +54,7 @@ def probe_batch_transfer(frame: pd.DataFrame, seed: int = 0) -> np.ndarray:
     norm (the NTK proxy in CAPE_Dataset is the same quantity), epsilon 0.1.
     """
     pb = data.probe_batch_table()
-    model = XGBRegressor(
-        n_estimators=400,
-        max_depth=5,
-        learning_rate=0.05,
-        subsample=0.8,
-        n_jobs=1,
-        random_state=seed,
-        verbosity=0,
-    )
+    model = ev.probe_batch_regressor(seed)
     model.fit(pb[list(PROBE_BATCH_INPUTS)], np.log(pb["T_star"]))
     ln10 = np.log(10.0)
     g2 = ln10 * 2 * cm._col(frame, "gradient_norm_log10")

@@ -18,9 +18,9 @@ import pandas as pd
 
 from chronos_core.data import device_profiles, registry
 from chronos_core.data.kernels import kernel_table, xla_kernels
+from chronos_core.pickle_cache import load_or_build
 from chronos_core.predict.kernel_eval import training_rows
 from chronos_core.predict.kernels import KernelModel
-from chronos_core.predict.pickle_cache import load_or_build
 
 log = logging.getLogger(__name__)
 CODE_VERSION = "kernels-v1"

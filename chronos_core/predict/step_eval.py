@@ -19,8 +19,8 @@ import pandas as pd
 
 from chronos_core.catalog.devices import Devices
 from chronos_core.data import registry
+from chronos_core.pickle_cache import load_or_build
 from chronos_core.predict.kernels import KernelModel
-from chronos_core.predict.pickle_cache import load_or_build
 from chronos_core.predict.step import HostOverhead, host_step_ms, predict_ops
 
 # NeuSight label name -> (config source, task head): BERT ran with a 2-class classifier head.

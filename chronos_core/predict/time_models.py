@@ -14,7 +14,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import pickle
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from chronos_core.errors import ChronosError, unknown_choice
+from chronos_core.pickle_cache import load_or_build
 from chronos_core.predict.metrics import metrics_table
 from chronos_core.predict.splits import Fold, table_hash
 
@@ -258,23 +258,9 @@ def default_model(
     if not refit and key in _LOADED:
         return _LOADED[key]
     path = cache_dir() / f"{key}.pkl"
-    if not refit and path.exists():
-        try:
-            with path.open("rb") as fh:
-                model = pickle.load(fh)
-            _LOADED[key] = model
-            return model
-        except (OSError, pickle.UnpicklingError, EOFError, AttributeError):
-            log.warning("cached model %s unreadable; refitting", path)
-    model = make_time_model(name).fit(table)
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        with tmp.open("wb") as fh:
-            pickle.dump(model, fh)
-        tmp.replace(path)
-    except OSError as exc:
-        log.warning("could not cache model at %s: %s", path, exc)
+    if refit:
+        path.unlink(missing_ok=True)
+    model = load_or_build(path, lambda: make_time_model(name).fit(table))
     _LOADED[key] = model
     return model
 
