@@ -57,7 +57,7 @@ def test_cache_is_read_when_no_mirror(tmp_path, monkeypatch):
     monkeypatch.setenv("CHRONOS_DATA_MIRROR", str(tmp_path / "no-mirror"))
     monkeypatch.setenv("CHRONOS_CACHE_DIR", str(tmp_path / "cache"))
     src = registry.get_source("prenet-gpus")
-    cached = tmp_path / "cache" / src.cache_relpath
+    cached = tmp_path / "cache" / "data" / src.cache_relpath
     cached.parent.mkdir(parents=True)
     pd.DataFrame({c: [1] for c in src.required_columns}).to_csv(cached, index=False)
     assert registry.path("prenet-gpus") == cached
@@ -103,4 +103,4 @@ def test_fetch_writes_the_download_into_the_cache(tmp_path, monkeypatch):
 
     monkeypatch.setattr(registry.urllib.request, "urlopen", lambda url, timeout: Response())
     path = registry.fetch("prenet-gpus")
-    assert path == tmp_path / src.cache_relpath and path.read_bytes() == body
+    assert path == tmp_path / "data" / src.cache_relpath and path.read_bytes() == body

@@ -2,7 +2,7 @@
 
 Lookup order for `path(name)`: the mirror directory (offline copy of the public repositories,
 `CHRONOS_DATA_MIRROR`, default `../shared/seeddata` beside the repo when present), then the user
-cache (`CHRONOS_CACHE_DIR`, default `~/.cache/chronos/data`), then nothing: `fetch(name)`
+cache (`$CHRONOS_CACHE_DIR/data`, default `~/.cache/chronos/data`), then nothing: `fetch(name)`
 downloads into the cache. Mirrors may withhold rows, so files are checked by schema, not hash.
 """
 
@@ -369,8 +369,11 @@ def mirror_dir() -> Path | None:
 
 
 def cache_dir() -> Path:
-    """Where `fetch` stores downloads: $CHRONOS_CACHE_DIR or ~/.cache/chronos/data."""
-    return Path(os.environ.get("CHRONOS_CACHE_DIR", "~/.cache/chronos/data")).expanduser()
+    """Where `fetch` stores downloads: <cache root>/data ($CHRONOS_CACHE_DIR, default ~/.cache/chronos,
+    is the root of every chronos cache: data, features, opgraph, predictions)."""
+    from chronos_core.prediction_cache import cache_root
+
+    return cache_root() / "data"
 
 
 def locate(name: str) -> Path | None:

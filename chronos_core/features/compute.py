@@ -19,6 +19,7 @@ Conventions (chosen to line up with the CHRONOS epoch-time tables):
 from __future__ import annotations
 
 import functools
+import hashlib
 from dataclasses import dataclass
 from typing import Any
 
@@ -108,13 +109,25 @@ def _torch_static(spec: ModelSpec, dataset: DatasetSpec, kwargs: dict) -> dict:
     }
 
 
-@functools.lru_cache(maxsize=256)
-def _cached_static(spec: ModelSpec, dataset: DatasetSpec, items: tuple) -> dict:
+def _build_static(spec: ModelSpec, dataset: DatasetSpec, items: tuple) -> dict:
     if spec.framework == "keras":
         from chronos_core.features.keras_features import keras_static
 
         return keras_static(spec.build(dataset, **dict(items)))
     return _torch_static(spec, dataset, dict(items))
+
+
+@functools.lru_cache(maxsize=256)
+def _cached_static(spec: ModelSpec, dataset: DatasetSpec, items: tuple) -> dict:
+    """A catalog model's static features: in memory, and on disk under the code version (the package's
+    code and data, so a changed builder or tracer never serves stale features) and torch's version."""
+    from chronos_core.pickle_cache import load_or_build
+    from chronos_core.prediction_cache import cache_root, code_version
+
+    text = repr((spec.name, dataset, items, torch.__version__, code_version()))
+    key = hashlib.sha256(text.encode()).hexdigest()[:24]
+    path = cache_root() / "features" / f"{key}.pkl"
+    return load_or_build(path, lambda: _build_static(spec, dataset, items))
 
 
 def static_features(spec: ModelSpec, dataset: DatasetSpec, **model_kwargs: Any) -> dict:
