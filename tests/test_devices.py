@@ -55,20 +55,40 @@ def test_required_gpus_are_present():
     assert set(required) <= set(Devices.names())
 
 
-ARCHITECTURES = {"Kepler", "Pascal", "Volta", "Turing", "Ampere", "Ada", "Hopper", "Blackwell"}
+ARCHITECTURES = {
+    "Kepler",
+    "Pascal",
+    "Volta",
+    "Turing",
+    "Ampere",
+    "Ada",
+    "Hopper",
+    "Blackwell",
+    "CDNA",
+    "CDNA2",
+    "CDNA3",
+}
+
+
+def _known(value: float) -> bool:
+    return value > 0 and math.isfinite(value)
 
 
 def test_values_are_physically_consistent():
     for spec in _gpus():
         assert spec.architecture in ARCHITECTURES
-        assert spec.sm_count > 0 and spec.cuda_cores > 0 and spec.memory_gb > 0 and spec.tdp_w > 0
-        assert spec.memory_bandwidth_gbs > 0 and spec.l2_cache_mb > 0 and spec.memory_bus_bits > 0
-        # FP32 peak = cores x 2 x boost clock, within datasheet rounding
-        derived = spec.cuda_cores * 2 * spec.boost_clock_mhz / 1e6
-        assert spec.peak_fp32_tflops == pytest.approx(derived, rel=0.05), spec.name
-        if spec.tensor_cores == 0:
+        assert spec.memory_gb > 0 and spec.memory_bandwidth_gbs > 0 and spec.memory_bus_bits > 0, spec.name
+        assert spec.peak_fp32_tflops > 0, spec.name
+        for value in (spec.l2_cache_mb, spec.tdp_w, spec.boost_clock_mhz):
+            assert math.isnan(value) or value > 0, spec.name  # blank (unpublished) or positive
+        if spec.cuda_cores and _known(spec.boost_clock_mhz):
+            # FP32 peak = cores x 2 x boost clock, within datasheet rounding (CDNA3 quotes packed FP32: x2)
+            packed = 2 if spec.architecture == "CDNA3" else 1
+            derived = spec.cuda_cores * 2 * spec.boost_clock_mhz / 1e6 * packed
+            assert spec.peak_fp32_tflops == pytest.approx(derived, rel=0.05), spec.name
+        if spec.tensor_cores == 0 and spec.sm_count > 0:
             assert spec.peak_fp16_tensor_tflops == 0, spec.name
-        else:
+        if spec.peak_fp16_tensor_tflops > 0:
             assert spec.peak_fp16_tensor_tflops > spec.peak_fp32_tflops, spec.name
         assert spec.peak_tf32_tensor_tflops <= spec.peak_bf16_tensor_tflops <= spec.peak_fp16_tensor_tflops
 
@@ -139,8 +159,9 @@ def test_unknown_name_names_the_value_and_lists_known_ones():
     with pytest.raises(ChronosError) as err:
         Devices.get("A1000")
     message = str(err.value)
-    assert message.startswith("Unknown gpu 'A1000'. Known:")
-    assert "T4" in message and "H100-SXM" in message
+    assert message.startswith("Unknown gpu 'A1000'.") and "\n" not in message
+    assert "Did you mean A100-SXM4-80GB" in message  # close matches first, then every accepted name
+    assert "Known: A10, " in message and "T4" in message and "H100-SXM" in message and "MI300X" in message
     assert "A1000" not in Devices
     assert not hasattr(Devices, "__nonexistent__")  # dunder probes (copy, pickle) stay AttributeError
 

@@ -61,8 +61,12 @@ class Catalog(Generic[T]):
             return name
         canonical = self.resolve(name)
         if canonical is None:
-            raise unknown_choice(self._kind, name, self._specs)
+            raise self._unknown(name)
         return self._specs[canonical]
+
+    def _unknown(self, name: str) -> Exception:
+        """The error for a name that does not resolve (subclasses may say more, in one line)."""
+        return unknown_choice(self._kind, name, self._specs)
 
     def add(self, name: str, spec: T, aliases: Iterable[str] = ()) -> T:
         """Register a user-supplied spec (custom GPU, model, dataset) under a new name."""

@@ -1,17 +1,33 @@
 """Hardware catalog: GPU datasheet specs from `gpus.csv`, local CPU detection, user-supplied devices.
 
-`Devices` resolves any common spelling ("Tesla T4", "NVIDIA H100 80GB HBM3", "RTX 4090") to one row
-of the table. Peaks are datasheet values: tensor peaks are dense (no sparsity) with FP32 accumulate;
-on GeForce cards that is half the FP16-accumulate rate (see each row's `notes`).
+`Devices` resolves any common spelling to one row of the table. Peaks are datasheet values: tensor
+peaks are dense (no sparsity) with FP32 accumulate; on GeForce cards that is half the FP16-accumulate
+rate (see each row's `notes`). AMD Instinct rows map fields by analogy (compute units as `sm_count`,
+stream processors as `cuda_cores`, matrix cores as `tensor_cores`, matrix-core peaks as tensor peaks);
+MI250/MI250X rows are one GCD, the device ROCm shows (as the K80 row is one of its two GPUs).
 
-Bare family names pick the most common cloud variant: "A100" -> A100-SXM4-80GB, "V100" ->
-V100-SXM2-16GB, "H100" -> H100-SXM, "H200" -> H200-SXM, "P100" -> P100-PCIe-16GB.
+Resolution, in order: exact spellings (vendor words and punctuation dropped: "Tesla T4", "NVIDIA
+A100-SXM4-80GB") and `_ALIASES`; "cpu"; cloud instance types (AWS p3/p3dn/p4d/p4de/p5/p5e/p5en/
+p6-b200/g4dn/g5/g6/g6e, GCP a2/a3/a4/g2, Azure ND/NC/NV sizes: see `_AWS_SKUS`, `_GCP_SKUS`,
+`_AZURE_SKUS`); then rules: a spelling is read as a family ("H100", "RTX 4090", "MI300X") plus
+qualifiers - a memory size ("80GB", "80 G"), form factors (PCIe, SXM/SXM2-6, NVL, OAM, HGX/DGX = SXM,
+Workstation/Server Edition, Max-Q) and a memory type (HBM3, GDDR6X, ...) - and picks the family's row
+with that memory and form factor (the memory type breaks ties: "H100 80GB HBM3" is the SXM part,
+"HBM2e" the PCIe one). A named memory size or form factor that no row of the family has is an
+error naming the rows that exist, never a sibling. A few sizes name a listed row (`_MEMORY_SPELLINGS`):
+nvidia-smi shows GH200 with its CPU memory ("NVIDIA GH200 480GB" -> GH200-96GB; 624GB ->
+GH200-144GB), and physical HBM sizes map to the usable one (H200 144 -> 141, B200 192 -> 180).
+
+Bare family names pick the most common cloud variant (`_FAMILY_DEFAULTS`): "A100" -> A100-SXM4-80GB,
+"V100" -> V100-SXM2-16GB, "H100" -> H100-SXM, "H200" -> H200-SXM, "P100" -> P100-PCIe-16GB,
+"GH200" -> GH200-96GB, "RTX PRO 6000" -> the Workstation Edition.
 """
 
 from __future__ import annotations
 
 import csv
 import dataclasses
+import difflib
 import functools
 import math
 import os
@@ -243,8 +259,9 @@ def _read_table() -> list[DeviceSpec]:
     return [_spec_from_record(row) for row in csv.DictReader(text.splitlines())]
 
 
-# Spellings that do not normalize to a canonical name ("NVIDIA " / "Tesla " / "GeForce " and
-# punctuation are dropped automatically, so "Tesla T4" and "NVIDIA A100-SXM4-80GB" need no entry).
+# Spellings the general rules below do not cover. Most spellings need no entry: vendor words and
+# punctuation are dropped, and memory sizes, form factors and memory types are read from the
+# spelling (see `_structured`), so "Tesla V100-PCIE-32GB" and "NVIDIA H100 80GB HBM3" resolve by rule.
 _ALIASES = {
     "P100": "P100-PCIe-16GB",
     "P100-16GB": "P100-PCIe-16GB",
@@ -292,25 +309,323 @@ _ALIASES = {
     "RTX 6000 Ada": "RTX6000Ada",
     "H100 NVL": "H100-NVL",
     "H100-NVL-94GB": "H100-NVL",
+    # torch / rocm-smi show both MI250 parts as "AMD Instinct MI250X/MI250"; the MI250X is the common one.
+    "AMD Instinct MI250X/MI250": "MI250X",
+    "T4G": "T4",  # AWS g5g's NVIDIA T4G is a T4 on an Arm host
 }
-# Normalized names that trigger (lazy) local CPU detection.
-_CPU_KEYS = ("cpu", "localcpu", "host")
+
+# Bare family name -> the row it means, where a family has several rows (memory or form factor).
+_FAMILY_DEFAULTS = {
+    "p100": "P100-PCIe-16GB",
+    "v100": "V100-SXM2-16GB",
+    "a100": "A100-SXM4-80GB",
+    "h100": "H100-SXM",
+    "h200": "H200-SXM",
+    "gh200": "GH200-96GB",
+    "rtx3080": "RTX3080",
+    "rtxa2000": "RTXA2000-12GB",
+    "rtx4060ti": "RTX4060Ti-16GB",
+    "rtxpro6000": "RTXPRO6000-Workstation",
+}
+# Memory sizes that name a row with another listed size: physical vs usable HBM (H200 144 -> 141,
+# B200 192 -> 180, GB200 192 -> 186), boards of two GPUs (K80 24 -> 12 GB per GPU, MI250/MI250X
+# 128 -> 64 GB per GCD) and GH200 as nvidia-smi shows it, CPU LPDDR5X included ("NVIDIA GH200
+# 480GB": 480 GB LPDDR5X; 480 + 96 = 576 -> the 96 GB HBM3 part, 480 + 144 = 624 -> the HBM3e part).
+_MEMORY_SPELLINGS = {
+    ("h200", 144): 141,
+    ("b200", 192): 180,
+    ("gb200", 192): 186,
+    ("k80", 24): 12,
+    ("mi250", 128): 64,
+    ("mi250x", 128): 64,
+    ("gh200", 480): 96,
+    ("gh200", 576): 96,
+    ("gh200", 624): 144,
+}
+# Words users add or drop freely, on top of normalize_name's vendor words ("VF": SR-IOV virtual function).
+_NOISE = frozenset(
+    "nvidia tesla geforce quadro amd instinct radeon generation grace superchip edition gpu gpus"
+    " accelerator graphics card tensor core datacenter vf".split()
+)
+# Architecture words: part of some names ("RTX 6000 Ada"), else a check on the row's architecture.
+_ARCH_WORDS = {
+    "ada": "Ada",
+    "lovelace": "Ada",
+    "blackwell": "Blackwell",
+    "hopper": "Hopper",
+    "ampere": "Ampere",
+    "turing": "Turing",
+    "volta": "Volta",
+    "pascal": "Pascal",
+}
+_MEMORY_TYPES = ("hbm2", "hbm2e", "hbm3", "hbm3e", "gddr5", "gddr5x", "gddr6", "gddr6x", "gddr7")
+_MEMORY_RE = re.compile(r"(?<![a-z0-9.])(\d+(?:\.\d+)?)\s*(?:gb|gib|g)(?![a-z0-9])")
+_FORM_NAMES = {
+    "sxm": "SXM",
+    "pcie": "PCIe",
+    "nvl": "NVL",
+    "oam": "OAM",
+    "workstation": "Workstation Edition",
+    "server": "Server Edition",
+    "maxq": "Max-Q",
+}
+
+# Cloud instance types -> the GPU they carry. AWS EC2 families (any size: "p4d.24xlarge"), GCP
+# machine types ("a2-ultragpu-8g"), Azure VM sizes and series (matched with "Standard_", "_" and
+# spaces dropped: "Standard_ND96amsr_A100_v4", "ND MI300X v5").
+_AWS_SKUS = {
+    "p2": "K80",
+    "p3": "V100-SXM2-16GB",
+    "p3dn": "V100-SXM2-32GB",
+    "p4d": "A100-SXM4-40GB",
+    "p4de": "A100-SXM4-80GB",
+    "p5": "H100-SXM",
+    "p5e": "H200-SXM",
+    "p5en": "H200-SXM",
+    "p6-b200": "B200-SXM",
+    "p6e-gb200": "GB200",
+    "g4dn": "T4",
+    "g5g": "T4",
+    "g5": "A10G",
+    "g6": "L4",
+    "g6e": "L40S",
+}
+_GCP_SKUS = {
+    "a2-highgpu": "A100-SXM4-40GB",
+    "a2-megagpu": "A100-SXM4-40GB",
+    "a2-ultragpu": "A100-SXM4-80GB",
+    "a3-highgpu": "H100-SXM",
+    "a3-megagpu": "H100-SXM",
+    "a3-edgegpu": "H100-SXM",
+    "a3-ultragpu": "H200-SXM",
+    "a4-highgpu": "B200-SXM",
+    "a4x-highgpu": "GB200",
+    "g2-standard": "L4",
+}
+_AZURE_SKUS = (
+    (r"nd\d*asr(a100)?v4|nda100v4", "A100-SXM4-40GB"),  # ND A100 v4: ND96asr_v4
+    (r"nd\d*amsr(a100)?v4|ndma100v4", "A100-SXM4-80GB"),  # NDm A100 v4: ND96amsr_A100_v4
+    (r"nc\d*(ads)?a100v4", "A100-PCIe-80GB"),  # NC A100 v4: NC24ads_A100_v4
+    (r"nc\d*(ads)?h100v5", "H100-NVL"),  # NCads H100 v5: NC40ads_H100_v5
+    (r"nd\d*(isr)?h100v5", "H100-SXM"),  # ND H100 v5: ND96isr_H100_v5
+    (r"nd\d*(isr)?h200v5", "H200-SXM"),  # ND H200 v5
+    (r"nd\d*(isr)?mi300xv5", "MI300X"),  # ND MI300X v5
+    (r"nd\d*(isr)?(ndr)?gb200v6", "GB200"),  # ND GB200 v6
+    (r"nc\d*r?sv3|ncv3", "V100-PCIe-16GB"),  # NCv3: NC6s_v3
+    (r"nd\d*r?sv2|ndv2", "V100-SXM2-32GB"),  # NDv2: ND40rs_v2
+    (r"nc\d*ast4v3|ncast4v3", "T4"),  # NCasT4_v3: NC4as_T4_v3
+    (r"nv\d*(ads)?a10v5", "A10"),  # NVadsA10 v5 (fractions of an A10)
+)
+
+
+def _cloud_sku(name: str) -> str | None:
+    """The GPU of a cloud instance type, or None."""
+    text = re.sub(
+        r"^\s*(aws|amazon|ec2|gcp|google cloud|google|azure)\b[\s:/-]*", "", str(name).lower()
+    ).strip()
+    aws = re.fullmatch(r"([a-z0-9]+(?:-[a-z0-9]+)?)(?:\.\w+)?", text)
+    if aws and aws.group(1) in _AWS_SKUS:
+        return _AWS_SKUS[aws.group(1)]
+    gcp = re.fullmatch(r"([a-z0-9]+-[a-z]+)(?:-\d+g?)?", text.replace(" ", "-"))
+    if gcp and gcp.group(1) in _GCP_SKUS:
+        return _GCP_SKUS[gcp.group(1)]
+    key = re.sub(r"[\s_-]+", "", text.removeprefix("standard"))
+    return next((gpu for pattern, gpu in _AZURE_SKUS if re.fullmatch(pattern, key)), None)
+
+
+@dataclass(frozen=True)
+class _Spelling:
+    """What a GPU spelling says: family key (with and without architecture words) and qualifiers."""
+
+    family: str
+    bare_family: str
+    arch: frozenset[str]
+    memory_gb: tuple[float, ...]
+    memory_type: str
+    forms: tuple[tuple[str, int | None], ...]
+
+
+def _form_token(token: str) -> tuple[str, int | None] | None:
+    sxm = re.fullmatch(r"sxm(\d?)", token)
+    if sxm:
+        return ("sxm", int(sxm.group(1)) if sxm.group(1) else None)
+    if re.fullmatch(r"pci(e|express)?\d*", token):
+        return ("pcie", None)
+    if token in ("hgx", "dgx", "nvlink"):
+        return ("sxm", None)
+    if token in ("nvl", "oam", "workstation", "server", "maxq"):
+        return (token, None)
+    return None
+
+
+def _parse_spelling(name: str) -> _Spelling:
+    text = re.sub(r"max[\s_-]*q", " maxq ", str(name).lower())
+    text = re.sub(r"[^a-z0-9.]+", " ", text)
+    memory = tuple(sorted({float(m) for m in _MEMORY_RE.findall(text)}))
+    text = _MEMORY_RE.sub(" ", text)
+    kept: list[str] = []
+    arch: set[str] = set()
+    memory_type = ""
+    forms: list[tuple[str, int | None]] = []
+    for token in text.split():
+        token = token.strip(".")
+        if not token or token in _NOISE or re.fullmatch(r"\d+\.\d+|x\d+|nvl\d+", token):
+            continue  # vendor words, "PCIe 4.0 x16", rack names ("GB200 NVL72")
+        if token in _MEMORY_TYPES:
+            memory_type = token
+        elif (form := _form_token(token)) is not None:
+            forms.append(form)
+        else:
+            kept.append(token)
+            if token in _ARCH_WORDS:
+                arch.add(_ARCH_WORDS[token])
+    bare = "".join(t for t in kept if t not in _ARCH_WORDS)
+    return _Spelling("".join(kept), bare, frozenset(arch), memory, memory_type, tuple(forms))
+
+
+@dataclass(frozen=True)
+class _Variant:
+    """One table row as the resolver sees it."""
+
+    name: str
+    family: str
+    memory_gb: float
+    memory_type: str
+    forms: Mapping[str, int | None]  # form kind -> generation (SXM4 -> 4), from name and interface
+    named_forms: frozenset[str]  # form kinds written in the canonical name
+    architecture: str
+
+    def describe(self) -> str:
+        form = "/".join(_FORM_NAMES.get(k, k) + (str(g) if g else "") for k, g in self.forms.items())
+        return f"{self.name} ({self.memory_gb:g} GB{' ' + form if form else ''})"
+
+
+def _variant(spec: DeviceSpec) -> _Variant:
+    parsed = _parse_spelling(spec.name)
+    forms: dict[str, int | None] = {}
+    for kind, gen in [
+        *parsed.forms,
+        *(_form_token(t) for t in re.findall(r"pcie|sxm\d?|oam", spec.interface.lower())),
+    ]:
+        if gen is not None or kind not in forms:
+            forms[kind] = gen
+    return _Variant(
+        spec.name,
+        parsed.family,
+        spec.memory_gb,
+        spec.memory_type.lower(),
+        forms,
+        frozenset(kind for kind, _ in parsed.forms),
+        spec.architecture,
+    )
+
+
+def _families(specs: Iterable[DeviceSpec]) -> dict[str, list[_Variant]]:
+    families: dict[str, list[_Variant]] = {}
+    for spec in specs:
+        variant = _variant(spec)
+        families.setdefault(variant.family, []).append(variant)
+    return families
+
+
+def _lookup_family(spelling: _Spelling) -> tuple[str, list[_Variant]] | None:
+    """The family a spelling names: as written, without architecture words, or a bare model number."""
+    keys = [spelling.family]
+    if spelling.arch:
+        keys.append(spelling.bare_family)
+    for key in list(keys):
+        if re.fullmatch(r"\d{3,4}[a-z]*|a\d{4}[a-z]*", key):  # "4090", "1080ti", "a5500"
+            keys += [f"rtx{key}", f"gtx{key}"]
+    for key in keys:
+        if key in _FAMILIES:
+            return key, _FAMILIES[key]
+    return None
+
+
+def _form_matches(variant: _Variant, kind: str, gen: int | None) -> bool:
+    if kind not in variant.forms:
+        return False
+    have = variant.forms[kind]
+    return gen is None or have is None or have == gen
+
+
+@functools.lru_cache(maxsize=4096)
+def _structured(name: str) -> tuple[str | None, str | None]:
+    """(canonical name, None) for a spelling the rules resolve; (None, reason) when it names a family
+    but no row fits (memory, form factor, architecture); (None, None) when it names no family."""
+    spelling = _parse_spelling(name)
+    found = _lookup_family(spelling)
+    if found is None or len(spelling.memory_gb) > 1:
+        return None, None
+    family, variants = found
+    have = ", ".join(v.describe() for v in variants)
+
+    def refuse(what: str) -> tuple[None, str]:
+        return None, (
+            f"Unknown gpu {name!r}: the catalog has no {family.upper()} {what} (it has {have});"
+            " use one of those names, or describe the part with custom_device()"
+        )
+
+    candidates = variants
+    if spelling.arch and family == spelling.bare_family:
+        candidates = [v for v in candidates if v.architecture in spelling.arch]
+        if not candidates:
+            return refuse(f"of the {'/'.join(sorted(spelling.arch))} architecture")
+    if spelling.memory_gb:
+        wanted = _MEMORY_SPELLINGS.get((family, round(spelling.memory_gb[0])), spelling.memory_gb[0])
+        candidates = [v for v in candidates if round(v.memory_gb) == round(wanted)]
+        if not candidates:
+            return refuse(f"with {spelling.memory_gb[0]:g} GB")
+    for kind, gen in spelling.forms:
+        candidates = [v for v in candidates if _form_matches(v, kind, gen)]
+        if not candidates:
+            return refuse(_FORM_NAMES.get(kind, kind) + (str(gen) if gen else ""))
+    if spelling.memory_type:
+        same_type = [v for v in candidates if v.memory_type == spelling.memory_type]
+        candidates = same_type or candidates
+    default = next((v for v in variants if v.name == _FAMILY_DEFAULTS.get(family)), variants[0])
+
+    def rank(variant: _Variant) -> tuple[int, int, int, int]:
+        named = sum(kind in variant.named_forms for kind, _ in spelling.forms)
+        return (-named, variant is not default, variant.forms != default.forms, variants.index(variant))
+
+    return min(candidates, key=rank).name, None
 
 
 class _DeviceCatalog(Catalog[DeviceSpec]):
-    """A Catalog that detects and registers the local CPU the first time 'cpu' is looked up."""
+    """GPU lookup: exact spellings and aliases, then local CPU detection, cloud instance types and the
+    structured rules (memory size, form factor, memory type); unknown names get a one-line error."""
 
     def resolve(self, name: str) -> str | None:
         found = super().resolve(name)
-        if found is None:
-            key = normalize_name(name)
-            if key in _CPU_KEYS or key.startswith("cpu"):
-                local_cpu()
-                found = super().resolve(name)
+        if found is not None:
+            return found
+        key = normalize_name(name)
+        if key in _CPU_KEYS or key.startswith("cpu"):
+            local_cpu()
+            return super().resolve(name)
+        found = _cloud_sku(name) or _structured(str(name))[0]
+        if found is None and "[" in str(name):  # "Arcturus GL-XL [Instinct MI100]"
+            inner = re.search(r"\[([^\]]+)\]", str(name))
+            found = self.resolve(inner.group(1)) if inner else None
         return found
 
+    def _unknown(self, name: str) -> Exception:
+        reason = _structured(str(name))[1]
+        if reason is not None:
+            return ChronosError(reason)
+        close = difflib.get_close_matches(normalize_name(name), list(self._index), n=8, cutoff=0.6)
+        suggestions = list(dict.fromkeys(self._index[key] for key in close))[:4]
+        hint = f" Did you mean {', '.join(suggestions)}?" if suggestions else ""
+        known = ", ".join(sorted(self._specs, key=str.lower))
+        return ChronosError(f"Unknown gpu {name!r}.{hint} Known: {known}")
+
+
+# Normalized names that trigger (lazy) local CPU detection.
+_CPU_KEYS = ("cpu", "localcpu", "host")
 
 _GPUS = _read_table()
+_FAMILIES = _families(_GPUS)
 Devices: Catalog[DeviceSpec] = _DeviceCatalog("gpu", {spec.name: spec for spec in _GPUS}, aliases=_ALIASES)
 
 
