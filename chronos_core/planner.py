@@ -218,6 +218,11 @@ def plan_runs(
     )
 
 
+def _no_fit_warning(gpu: str, row: dict) -> str:
+    config = ", ".join(f"{k} {row[k]}" for k in ("depth", "base_filters", "batch_size") if k in row)
+    return f"dropped on {gpu}{f' ({config})' if config else ''}: {row.get('memory_note') or 'does not fit'}"
+
+
 def a100_candidates() -> pd.DataFrame:
     """The A100 project's runs_agg.csv as planner candidates (measured s/epoch, accuracy, throughput)."""
     from chronos_core.data import registry
@@ -291,12 +296,19 @@ def parse_published_plan(text: str) -> dict:
     return {**totals, "chosen": pd.DataFrame(rows)}
 
 
-def gpu_candidates(configs: pd.DataFrame, gpus: list[str], epochs_train_n: int = 50_000) -> pd.DataFrame:
+def gpu_candidates(
+    configs: pd.DataFrame, gpus: list[str], epochs_train_n: int = 50_000, check_memory: bool = True
+) -> pd.DataFrame:
     """The A100 project's CNN configs on each GPU: predicted s/epoch with its 80% interval, and $/hr.
 
     `configs` has depth, base_filters, batch_size and acc (e.g. `a100_candidates()`); each config is
     the torch twin of their Keras CNN (SimpleCNN, Adam, fp32) and its epoch time comes from the
     default time model. `epoch_time_s_hi` is the upper end of the 80% interval (its p90).
+
+    With `check_memory` every config also gets its predicted peak training memory
+    (`chronos_core.features.memory`, fp32 Adam as above) and, per GPU, `gpu_memory_gb`,
+    `fits_memory` and `memory_note` ("does not fit: needs X GB, GPU has Y GB", else empty);
+    `plan_across_gpus` drops the rows that do not fit and reports them.
     """
     from chronos_core.api import TrainingTimePredictor, device_row
     from chronos_core.catalog.devices import Devices
@@ -322,27 +334,91 @@ def gpu_candidates(configs: pd.DataFrame, gpus: list[str], epochs_train_n: int =
     out["epoch_time_s_lo"] = pred["pred_batch_time_ms_lo"].to_numpy() * steps / 1000.0
     out["epoch_time_s_hi"] = pred["pred_batch_time_ms_hi"].to_numpy() * steps / 1000.0
     out["price_per_hr"] = table["gpu_price_per_hr"].to_numpy()
+    if check_memory:
+        memory = {spec.name: float(spec.memory_gb) for spec in specs}
+        peaks = [
+            candidate_peak_gb(int(d), int(f), int(b))
+            for d, f, b in zip(out["depth"], out["base_filters"], out["batch_size"], strict=True)
+        ]
+        out = with_memory_check(out, peaks, out["gpu"].map(memory).to_numpy(dtype=float))
     return out.reset_index(drop=True)
+
+
+def candidate_peak_gb(depth: int, base_filters: int, batch_size: int) -> float:
+    """Predicted peak training memory (GB = GiB) of the A100 project's CNN config: the torch twin
+    (SimpleCNN on CIFAR10, Adam, fp32), simulated on the meta device; NaN when it cannot be estimated."""
+    from chronos_core.features.memory import estimate_training_memory
+
+    try:
+        estimate = estimate_training_memory(
+            "SimpleCNN", batch_size=batch_size, dataset="CIFAR10", precision="fp32", optimizer="adam",
+            model_kwargs={"depth": depth, "base_filters": base_filters},
+        )  # fmt: skip
+    except ChronosError:
+        return float("nan")
+    return estimate.peak_gb
+
+
+def with_memory_check(table: pd.DataFrame, peak_gb, gpu_memory_gb) -> pd.DataFrame:  # noqa: ANN001
+    """`table` with peak_memory_gb, gpu_memory_gb, fits_memory and memory_note columns. A candidate
+    fits when its peak is at most USABLE_FRACTION of the GPU's memory (an unknown peak or GPU memory
+    counts as fitting, with a note)."""
+    from chronos_core.features.memory import USABLE_FRACTION
+
+    out = table.copy()
+    peak = np.asarray(peak_gb, dtype=float)
+    have = np.asarray(gpu_memory_gb, dtype=float)
+    known = np.isfinite(peak) & np.isfinite(have) & (have > 0)
+    fits = ~known | (peak <= have * USABLE_FRACTION)
+    notes = []
+    for p, h, k, f in zip(peak, have, known, fits, strict=True):
+        if not k:
+            notes.append("memory not checked (no estimate or no GPU memory)")
+        elif f:
+            notes.append("")
+        else:
+            notes.append(f"does not fit: needs {p:.1f} GB, GPU has {h:g} GB")
+    out["peak_memory_gb"] = peak
+    out["gpu_memory_gb"] = have
+    out["fits_memory"] = fits
+    out["memory_note"] = notes
+    return out
 
 
 def plan_across_gpus(candidates: pd.DataFrame, request: PlanRequest) -> tuple[pd.DataFrame, Plan]:
     """Which single GPU to rent: the best plan on each GPU (time and, optionally, dollar budget).
 
     Returns one row per GPU (runs, value, time, cost; GPUs without a price are skipped under a dollar
-    budget) sorted best first, and the winning GPU's plan.
+    budget) sorted best first, and the winning GPU's plan. Candidates whose `fits_memory` is False
+    (see `gpu_candidates`) are dropped first: `dropped_no_fit` counts them per GPU and the GPU's plan
+    warns with their `memory_note` ("does not fit: needs X GB, GPU has Y GB"); a GPU on which nothing
+    fits is left out of the ranking (ChronosError, with the reasons, when no GPU is left).
     """
     rows, plans = [], {}
+    no_fit: list[str] = []
     for gpu, sub in candidates.groupby("gpu", sort=False):
         if request.budget_usd is not None and not (sub["price_per_hr"].astype(float) > 0).all():
             continue
+        dropped = sub.iloc[0:0]
+        if "fits_memory" in sub:
+            fits = sub["fits_memory"].astype(bool)
+            dropped, sub = sub[~fits], sub[fits]
+        warnings = [_no_fit_warning(gpu, row) for row in dropped.to_dict("records")]
+        if sub.empty:
+            no_fit.extend(warnings)
+            continue
         plan = plan_runs(sub.reset_index(drop=True), request)
+        plan.warnings.extend(warnings)
         plans[gpu] = plan
         rows.append({
             "gpu": gpu, "runs": len(plan.chosen), "total_value": plan.total_value,
             "planned_time_s": plan.total_cost_s, "cost_usd": plan.total_cost_usd,
-            "price_per_hr": float(sub["price_per_hr"].iloc[0]),
+            "price_per_hr": float(sub["price_per_hr"].iloc[0]), "dropped_no_fit": len(dropped),
         })  # fmt: skip
     if not rows:
+        if no_fit:
+            shown = "; ".join(no_fit[:5]) + (f"; ... ({len(no_fit)} in all)" if len(no_fit) > 5 else "")
+            raise ChronosError(f"No candidate fits in any GPU's memory: {shown}")
         raise ChronosError("No GPU has a price for the dollar budget; give price_per_hr or drop --budget-usd")
     table = pd.DataFrame(rows).sort_values(["total_value", "planned_time_s"], ascending=[False, True])
     return table.reset_index(drop=True), plans[table["gpu"].iloc[0]]

@@ -123,6 +123,7 @@ def test_plan_across_gpus_ranks_gpus_and_respects_both_budgets(mirror):
     assert (h100 < t4).all()
     assert (table["epoch_time_s_lo"] < table["epoch_time_s"]).all()
     assert (table["epoch_time_s"] < table["epoch_time_s_hi"]).all()
+    assert table["fits_memory"].all() and (table["peak_memory_gb"] < table["gpu_memory_gb"]).all()
     req = PlanRequest(
         budget_sec=600, epochs=10, budget_usd=0.2, use_upper_bound=True, time_source="predicted"
     )
@@ -132,3 +133,32 @@ def test_plan_across_gpus_ranks_gpus_and_respects_both_budgets(mirror):
     assert (best.chosen["epoch_time_s_hi"] * 10).sum() == pytest.approx(best.total_cost_s)
     with pytest.raises(ChronosError, match="T5"):
         gpu_candidates(configs, ["T5"])
+
+
+def test_plan_across_gpus_drops_what_does_not_fit_and_says_why():
+    from chronos_core.planner import plan_across_gpus, with_memory_check
+
+    table = pd.DataFrame({
+        "gpu": ["small", "small", "big", "big"], "depth": [3, 5, 3, 5], "base_filters": [32, 64, 32, 64],
+        "batch_size": [64, 512, 64, 512], "epoch_time_s": [10.0, 5.0, 8.0, 4.0], "acc": [0.6, 0.8, 0.6, 0.8],
+        "price_per_hr": [1.0, 1.0, 2.0, 2.0],
+    })  # fmt: skip
+    checked = with_memory_check(table, [2.0, 20.0, 2.0, 20.0], [16, 16, 80, 80])
+    assert list(checked["fits_memory"]) == [True, False, True, True]
+    assert checked["memory_note"].iloc[1] == "does not fit: needs 20.0 GB, GPU has 16 GB"
+    ranking, best = plan_across_gpus(checked, PlanRequest(budget_sec=1000, epochs=10, resolution_s=1))
+    small = ranking.set_index("gpu").loc["small"]
+    assert small["dropped_no_fit"] == 1 and small["runs"] == 1
+    assert ranking["gpu"].iloc[0] == "big" and best.total_value == pytest.approx(1.4)
+    _, small_plan = plan_across_gpus(checked[checked.gpu == "small"], PlanRequest(budget_sec=1000, epochs=10))
+    assert any("does not fit: needs 20.0 GB, GPU has 16 GB" in w for w in small_plan.warnings)
+    nothing = with_memory_check(table.iloc[[1]], [20.0], [16])
+    with pytest.raises(ChronosError, match="No candidate fits"):
+        plan_across_gpus(nothing, PlanRequest(budget_sec=1000, epochs=10))
+
+
+def test_candidate_memory_grows_with_the_batch():
+    from chronos_core.planner import candidate_peak_gb
+
+    small, large = candidate_peak_gb(3, 32, 32), candidate_peak_gb(3, 32, 4096)
+    assert 0.5 < small < large
