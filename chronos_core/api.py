@@ -8,16 +8,34 @@
     p.predict_number_of_epochs()  # epochs to convergence (early stopping, patience/min_delta)
     p.predict_total_time()        # seconds, with .cost_usd where the GPU has a price
 
-Epoch time is the default time model (`chronos_core.predict.default_model`, hardware-aware,
-trained on the public tables and our own measurements) applied to the configuration's
-computational features, times the steps per epoch. With `gpu="cpu"` the run is measured on the
-spot on this machine (a few iterations of the real training loop) unless `measure=False`.
+Epoch time is the iteration time times the steps per epoch. Which model gives the iteration time
+(`summary()["time_model"]`, `explain()["time_model"]`):
+
+* zoo models (`chronos_core.catalog.models.Models`): the whole-model regressor
+  (`chronos_core.predict.default_model`, hardware-aware, trained on the CHRONOS tables and our own
+  measurements) applied to the configuration's computational features; on a GPU those tables lack,
+  its compute time is blended with the kernel model's (geometric mean).
+* Hugging Face / timm models (`"hf:gpt2-large"`, a config.json path, `"timm:vit_base_patch16_224"`)
+  and user torch models larger than anything in those tables (more than TABLE_MAX_PARAMS parameters
+  or TABLE_MAX_FLOPS_PER_BATCH training FLOPs per batch): the kernel model. The regressor never saw
+  a 100M+-parameter language model or such a step, so the step is traced op by op on the meta
+  device and each op priced on the GPU (`chronos_core.predict.step`), plus the host's per-step
+  overhead, with the kernel model's held-out 80% interval. The loader wait is 0 on token corpora
+  (pre-tokenized data: a memory-mapped read of batch x seq_len ids) and the regressor's loader
+  model otherwise (images, labelled text).
+* `gpu="cpu"`: the run is measured on the spot on this machine (a few iterations of the real
+  training loop) unless `measure=False`; Hugging Face / timm models are priced on GPUs only.
+
+Text models take a sequence length (`seq_len=`, default: the dataset's, capped at the model's
+positions); token corpora (WikiText-103, OpenWebText) are cut into train_tokens // seq_len
+sequences, and summaries give tokens/s (batch_size x seq_len / iteration time).
 Epochs come from the learned curve prior (`chronos_core.convergence.curve_prior`): the zero-shot
 meta-regressor as prior, updated by the validation losses a running job has already seen.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -31,6 +49,13 @@ from chronos_core.catalog.datasets import Datasets, DatasetSpec, custom_dataset
 from chronos_core.catalog.optimizers import Optimizers, OptimizerSpec
 from chronos_core.errors import ChronosError, unknown_choice
 
+# The largest configuration in the time regressor's training tables (CHRONOS CNN/Transformer tables,
+# our measurements, the A100 project): VGG16 with an ImageNet-size head, and a batch's training FLOPs.
+TABLE_MAX_PARAMS = 135_088_392
+TABLE_MAX_FLOPS_PER_BATCH = 9.77e12
+TIME_MEASURED = "measured here"
+TIME_WHOLE = "whole-model regressor"
+TIME_KERNEL = "kernel model (traced step priced op by op)"
 PRECISIONS = {"32": 32, "fp32": 32, "float32": 32, "16": 16, "fp16": 16, "float16": 16, "amp": 16,
               "bf16": "bf16", "bfloat16": "bf16"}  # fmt: skip
 COVERAGE = 0.8
@@ -99,7 +124,15 @@ def _positive(name: str, value: Any, integer: bool = False) -> float:
     return float(v.positive_int(name, value)) if integer else v.positive_float(name, value)
 
 
-_DATASET_FIELDS = ("name", "train_size", "input_shape", "num_classes", "modality", "vocab_size")
+_DATASET_FIELDS = (
+    "name",
+    "train_size",
+    "input_shape",
+    "num_classes",
+    "modality",
+    "vocab_size",
+    "train_tokens",
+)
 
 
 def _custom_dataset_spec(fields: dict[str, Any]) -> DatasetSpec:
@@ -110,6 +143,8 @@ def _custom_dataset_spec(fields: dict[str, Any]) -> DatasetSpec:
     if unknown:
         raise ChronosError(f"dataset: unknown field(s) {unknown}. Accepted: {', '.join(_DATASET_FIELDS)}")
     need = {"train_size", "input_shape", "num_classes"}
+    if "train_tokens" in fields:  # a token corpus: its sequences follow from the tokens
+        need = {"input_shape", "num_classes"}
     if not need <= set(fields):
         raise ChronosError(f"dataset: a custom dataset needs {', '.join(sorted(need))}; got {sorted(fields)}")
     name = fields.get("name", "custom")
@@ -128,18 +163,34 @@ def _custom_dataset_spec(fields: dict[str, Any]) -> DatasetSpec:
         )
     dims = tuple(v.positive_int(f"dataset: input_shape[{i}]", d) for i, d in enumerate(shape))
     vocab = fields.get("vocab_size")
+    tokens = fields.get("train_tokens")
+    modality = v.choice(
+        "dataset: modality", fields.get("modality", "text" if tokens else "image"), MODALITIES
+    )
+    if tokens is not None:
+        tokens = v.positive_int("dataset: train_tokens", tokens)
+        if modality != "text" or len(dims) != 1:
+            raise ChronosError(
+                "dataset: train_tokens is for text corpora: modality 'text', input_shape (seq_len,)"
+            )
+        if tokens < dims[0]:
+            raise ChronosError(
+                f"dataset: train_tokens {tokens} is fewer than one sequence of {dims[0]} tokens"
+            )
     return custom_dataset(
         name=name.strip(),
-        train_size=v.positive_int("dataset: train_size", fields["train_size"]),
+        train_size=0 if tokens else v.positive_int("dataset: train_size", fields["train_size"]),
         input_shape=dims,
         num_classes=v.positive_int("dataset: num_classes", fields["num_classes"]),
-        modality=v.choice("dataset: modality", fields.get("modality", "image"), MODALITIES),
+        modality=modality,
         vocab_size=None if vocab is None else v.positive_int("dataset: vocab_size", vocab),
+        train_tokens=tokens,
     )
 
 
 def resolve_dataset(dataset: Any) -> DatasetSpec:
-    """A catalog name/DatasetSpec, or a dict {name, train_size, input_shape, num_classes[, modality]}."""
+    """A catalog name/DatasetSpec, or a dict {name, train_size, input_shape, num_classes[, modality]}
+    (a token corpus: {name, train_tokens, input_shape: (seq_len,), num_classes[, vocab_size]})."""
     if isinstance(dataset, DatasetSpec):
         return dataset
     if isinstance(dataset, dict):
@@ -189,12 +240,21 @@ def resolve_gpu(gpu: Any):
 
 
 def resolve_model(model: Any):
-    """A catalog name or ModelSpec, or a user torch.nn.Module / keras.Model."""
-    from chronos_core.catalog.models import Models, ModelSpec
+    """A zoo name or ModelSpec; `"hf:NAME"` (a shipped config: gpt2, gpt2-large, bert-base-uncased,
+    ...; also without the prefix), `"hf:PATH"` or a path to any Hugging Face config.json;
+    `"timm:NAME"` (any timm model); or a user torch.nn.Module / keras.Model."""
+    from chronos_core.catalog.models import ModelSpec, get_model
 
     if isinstance(model, ModelSpec) or not isinstance(model, str):
         return model
-    return Models.get(model)
+    return get_model(model)
+
+
+def _external(model: Any) -> bool:
+    """A Hugging Face or timm model (built on meta from its config)."""
+    from chronos_core.catalog.models import ExternalModelSpec
+
+    return isinstance(model, ExternalModelSpec)
 
 
 def _model_name(model: Any) -> str:
@@ -255,9 +315,10 @@ class _Measured:
 class TrainingTimePredictor:
     """Predict epoch time, epochs to convergence and total time of one training run, before running it.
 
-    Arguments follow the CHRONOS README: `model` (catalog name or ModelSpec, or any nn.Module /
-    keras.Model), `dataset` (catalog name/DatasetSpec or dict with train_size, input_shape,
-    num_classes), `optimizer`, `batch_size`, `learning_rate`, `precision` (16 = AMP fp16, 32, 'bf16'),
+    Arguments follow the CHRONOS README: `model` (catalog name or ModelSpec, `"hf:NAME"` / a
+    config.json path / `"timm:NAME"`, or any nn.Module / keras.Model), `dataset` (catalog
+    name/DatasetSpec or dict with train_size, input_shape, num_classes), `optimizer`, `batch_size`,
+    `learning_rate`, `precision` (16 = AMP fp16, 32, 'bf16'),
     `gpu` (catalog name/DeviceSpec, a dict of specs for a custom GPU, or 'cpu' for this machine).
     SGD means SGD with momentum 0.9, as in the CHRONOS tables (their 'SGD' rows carry one optimizer
     state buffer per parameter); pass `momentum=0` for plain SGD.
@@ -266,6 +327,10 @@ class TrainingTimePredictor:
     `model_kwargs` go to the zoo builder (e.g. depth=5 for the A100 project's CNN).
     `host`: the cloud the GPU's host runs in ('RunPod', 'GCP'), which decides the loader wait;
     None for a host the public tables do not cover.
+    `seq_len`: tokens per sequence for text datasets (default: the dataset's, capped at a Hugging
+    Face model's positions); a token corpus is cut into train_tokens // seq_len sequences.
+    The time model follows the model (module docstring): the whole-model regressor for zoo models,
+    the kernel model for Hugging Face / timm models and user models beyond the regressor's tables.
     """
 
     def __init__(
@@ -285,9 +350,10 @@ class TrainingTimePredictor:
         measure: bool = True,
         model_kwargs: dict[str, Any] | None = None,
         host: str | None = None,
+        seq_len: int | None = None,
     ) -> None:
         self.model = resolve_model(model)
-        self.dataset = resolve_dataset(dataset)
+        self.dataset = self._sized_dataset(resolve_dataset(dataset), seq_len)
         self.optimizer = resolve_optimizer(optimizer, momentum)
         self.batch_size = v.positive_int("batch_size", batch_size)
         self.learning_rate = v.positive_float("learning_rate", learning_rate)
@@ -308,7 +374,36 @@ class TrainingTimePredictor:
         self._time_pred: pd.DataFrame | None = None
         self._ops: pd.DataFrame | None = None
 
+    def _sized_dataset(self, dataset: DatasetSpec, seq_len: Any) -> DatasetSpec:
+        """The dataset at the run's sequence length: `seq_len` when given, else the dataset's
+        (capped at a Hugging Face model's positions); a token corpus is re-cut into sequences."""
+        if _external(self.model):
+            dataset = self.model.dataset(dataset)  # modality first: 'hf:gpt2 takes text data; ...'
+        if seq_len is None:
+            if _external(self.model) and self.model.kind == "hf":
+                length = self.model.default_seq_len(dataset)
+                return dataset if length == dataset.seq_len else dataset.with_seq_len(length)
+            return dataset
+        length = v.positive_int("seq_len", seq_len)
+        if dataset.seq_len is None:
+            raise ChronosError(
+                f"seq_len applies to text and sequence datasets; {dataset.name} is {dataset.modality} "
+                f"(input_shape {tuple(dataset.input_shape)})"
+            )
+        if _external(self.model) and self.model.kind == "hf" and self.model.hard_position_limit:
+            if length > self.model.max_positions:
+                raise ChronosError(
+                    f"seq_len {length} exceeds the {self.model.max_positions} positions of "
+                    f"{self.model.name}; use seq_len <= {self.model.max_positions}"
+                )
+        return dataset if length == dataset.seq_len else dataset.with_seq_len(length)
+
     # ------------------------------------------------------------------ features and rows
+    @property
+    def seq_len(self) -> int | None:
+        """Tokens (or steps) per sample for text and sequence datasets, else None."""
+        return self.dataset.seq_len
+
     @property
     def on_cpu(self) -> bool:
         return self.gpu.kind == "cpu"
@@ -316,7 +411,12 @@ class TrainingTimePredictor:
     @property
     def measures_here(self) -> bool:
         """Timed on the spot: only this machine's own CPU (a dict CPU is predicted from its specs)."""
-        return self.on_cpu and self.measure and self.gpu.source == "detected on this machine"
+        return (
+            self.on_cpu
+            and self.measure
+            and self.gpu.source == "detected on this machine"
+            and not _external(self.model)
+        )
 
     @property
     def _torch_model(self) -> bool:
@@ -435,7 +535,13 @@ class TrainingTimePredictor:
 
     def _predicted(self) -> pd.DataFrame:
         if self._time_pred is None:
+            self._gpu_only()
             self.check_fits()
+            if self._kernel_model_applies():
+                kernel = self._kernel_prediction()
+                if kernel is not None:
+                    self._time_pred = kernel
+                    return self._time_pred
             from chronos_core.predict.time_models import predict_time
 
             pred = predict_time(self.row())
@@ -444,8 +550,77 @@ class TrainingTimePredictor:
                     f"No time prediction for {_model_name(self.model)} on {self.gpu.name}: its specs lack "
                     "peak_fp32_tflops or memory_bandwidth_gbs"
                 )
-            self._time_pred = self._blend_kernel_model(pred)
+            pred = self._blend_kernel_model(pred)
+            if "time_model" not in pred:
+                pred = pred.assign(time_model=TIME_WHOLE)
+            self._time_pred = pred
         return self._time_pred
+
+    def _gpu_only(self) -> None:
+        if self.on_cpu and _external(self.model):
+            raise ChronosError(
+                f"{self.model.name} is priced op by op on a GPU: pass gpu= a catalog GPU (e.g. A100, "
+                "H100-SXM); gpu='cpu' times zoo and user models only"
+            )
+
+    def _kernel_model_applies(self) -> bool:
+        """The rule (module docstring): Hugging Face / timm models, and user torch models beyond the
+        regressor's tables, on a catalog GPU."""
+        if self.on_cpu or not self._torch_model or self.gpu.name not in _catalog_gpus():
+            return False
+        if _external(self.model):
+            return True
+        if not _is_module(self.model):
+            return False  # zoo models: the regressor (blended on unseen GPUs)
+        feats = self.features()
+        return (
+            float(feats.get("param_count", 0)) > TABLE_MAX_PARAMS
+            or float(feats.get("flops_train_per_batch", 0)) > TABLE_MAX_FLOPS_PER_BATCH
+        )
+
+    def _kernel_prediction(self) -> pd.DataFrame | None:
+        """Iteration time from the kernel model: the traced step's compute (median measured host)
+        with its held-out 80% interval, plus the loader wait (0 on a token corpus, else the
+        regressor's loader model). None when a user model cannot be traced (the regressor answers)."""
+        from chronos_core.predict.step import step_interval
+
+        try:
+            compute = self._kernel_compute_ms()
+        except ChronosError:
+            if _external(self.model):
+                raise
+            return None
+        if not (math.isfinite(compute) and compute > 0):
+            raise ChronosError(
+                f"No kernel-model time for {_model_name(self.model)} on {self.gpu.name}: its specs lack "
+                "peak throughput or memory bandwidth"
+            )
+        q10, q90 = step_interval()
+        if self.dataset.is_language_modelling:
+            loader = 0.0  # pre-tokenized ids (a memory-mapped token file): no decode, no wait
+        else:
+            from chronos_core.predict.time_models import predict_time
+
+            loader = float(predict_time(self.row())["pred_loader_ms"].iloc[0])
+            loader = loader if math.isfinite(loader) and loader > 0 else 0.0
+        return pd.DataFrame([{
+            "pred_compute_ms": compute,
+            "pred_compute_ms_lo": compute * math.exp(q10),
+            "pred_compute_ms_hi": compute * math.exp(q90),
+            "pred_loader_ms": loader,
+            "pred_batch_time_ms": compute + loader,
+            "pred_batch_time_ms_lo": compute * math.exp(q10) + loader,
+            "pred_batch_time_ms_hi": compute * math.exp(q90) + loader,
+            "time_model": TIME_KERNEL,
+        }])  # fmt: skip
+
+    @property
+    def time_model(self) -> str:
+        """Which model gives the iteration time: measured here, the whole-model regressor (or its
+        blend with the kernel model on unseen GPUs) or the kernel model (module docstring)."""
+        if self.measures_here:
+            return TIME_MEASURED
+        return str(self._predicted()["time_model"].iloc[0])
 
     def _time_regime(self) -> str:
         from chronos_core.predict.time_models import default_model
@@ -489,6 +664,7 @@ class TrainingTimePredictor:
 
     def predict_iteration_time(self) -> Estimate:
         """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
+        self._gpu_only()
         if self.measures_here:
             if self._measured is None:
                 self._measured = self._measure_here() if self._torch_model else self._measure_keras_here()
@@ -502,6 +678,15 @@ class TrainingTimePredictor:
         it = self.predict_iteration_time()
         k = self.steps_per_epoch / 1000.0
         return Estimate(float(it) * k, it.lo * k, it.hi * k, "s/epoch")
+
+    def predict_tokens_per_second(self) -> Estimate | None:
+        """Training throughput in tokens/s (batch_size x seq_len / iteration time) for text datasets
+        (token ids), None otherwise; the interval follows the iteration time's."""
+        if self.dataset.modality != "text" or not self.seq_len:
+            return None
+        it = self.predict_iteration_time()
+        tokens = self.batch_size * self.seq_len * 1000.0
+        return Estimate(tokens / float(it), tokens / it.hi, tokens / it.lo, "tokens/s")
 
     # ------------------------------------------------------------------ epochs
     def convergence_row(self) -> dict[str, Any]:
@@ -556,7 +741,7 @@ class TrainingTimePredictor:
             self.predict_number_of_epochs(),
             self.predict_total_time(),
         )
-        return {
+        out = {
             "model": _model_name(self.model),
             "dataset": self.dataset.name,
             "gpu": self.gpu.name,
@@ -570,7 +755,18 @@ class TrainingTimePredictor:
             "epochs": epochs.as_dict(),
             "total_time_s": total.as_dict(),
             "price_per_hr_usd": self.gpu.price_per_hr_usd,
+            "time_model": self.time_model,
+            "iteration_time_ms": self.predict_iteration_time().as_dict(),
+            "param_count": int(self.features()["param_count"]),
         }
+        if self.seq_len is not None:
+            out["seq_len"] = self.seq_len
+        tokens = self.predict_tokens_per_second()
+        if tokens is not None:
+            out["tokens_per_s"] = tokens.as_dict()
+        if self.dataset.train_tokens is not None:
+            out["train_tokens"] = self.dataset.train_tokens
+        return out
 
     # ------------------------------------------------------------------ explanation
     def explain(self) -> dict[str, Any]:
@@ -579,7 +775,9 @@ class TrainingTimePredictor:
 
         row = self.row()
         phys = physics_frame(pd.DataFrame([row])).iloc[0].to_dict()
-        out: dict[str, Any] = {"configuration": self.summary(), "features": self.features()}
+        summary = self.summary()
+        out: dict[str, Any] = {"configuration": summary, "features": self.features()}
+        out["time_model"] = {"name": summary["time_model"], "why": self._time_model_reason()}
         out["physics"] = {k: float(v) for k, v in phys.items() if isinstance(v, int | float | np.floating)}
         out["data"] = {
             "time": time_support(row),
@@ -598,9 +796,38 @@ class TrainingTimePredictor:
             from chronos_core.predict.time_models import default_model
 
             model = default_model()
-            if hasattr(model, "regimes"):  # which calibrated interval the time prediction carries
+            if summary["time_model"] == TIME_KERNEL:
+                out["data"]["time"]["interval_regime"] = (
+                    "kernel model: held-out step residuals (leave-one-GPU-out)"
+                )
+            elif hasattr(model, "regimes"):  # which calibrated interval the time prediction carries
                 out["data"]["time"]["interval_regime"] = str(model.regimes(pd.DataFrame([row]))[0])
         return out
+
+    def _time_model_reason(self) -> str:
+        name = self.time_model
+        if name == TIME_MEASURED:
+            return "gpu='cpu': a few iterations of the real training loop were timed on this machine"
+        if name == TIME_KERNEL:
+            what = (
+                f"{self.model.name} is a {'Hugging Face' if self.model.kind == 'hf' else 'timm'} model"
+                if _external(self.model)
+                else f"{_model_name(self.model)} is larger than any model in the regressor's tables"
+            )
+            loader = (
+                "loader wait 0 (pre-tokenized token corpus)"
+                if self.dataset.is_language_modelling
+                else "loader wait from the regressor's loader model"
+            )
+            return (
+                f"{what}: its training step was traced op by op on the meta device and each op priced "
+                f"on {self.gpu.name} by the kernel model, plus the median measured host overhead; {loader}"
+            )
+        if name == TIME_WHOLE:
+            return "a zoo model: the regressor trained on the CHRONOS tables and our measurements"
+        return (
+            f"{self.gpu.name} is not in the regressor's tables: its compute is blended with the kernel model"
+        )
 
     def _step_ops(self) -> tuple[pd.DataFrame, str]:
         """The traced operators of one training step (computed once) and the optimizer traced."""
@@ -618,6 +845,8 @@ class TrainingTimePredictor:
             if _is_module(self.model):
                 example = torch_example_input(self.dataset, self.batch_size)
                 self._ops = trace_step(self.model, example, precision=precision, optimizer=optimizer)
+            elif _external(self.model):
+                self._ops = _external_ops(self.model, self.dataset, self.batch_size, precision, optimizer)
             else:
                 self._ops = trace_step(
                     self.model.name,
@@ -643,10 +872,11 @@ class TrainingTimePredictor:
         }
 
     def __repr__(self) -> str:
+        seq = f", seq_len={self.seq_len}" if self.seq_len is not None else ""
         return (
             f"TrainingTimePredictor(model={_model_name(self.model)!r}, dataset={self.dataset.name!r}, "
             f"optimizer={self.optimizer.name!r}, batch_size={self.batch_size}, "
-            f"learning_rate={self.learning_rate}, precision={self.precision!r}, gpu={self.gpu.name!r})"
+            f"learning_rate={self.learning_rate}, precision={self.precision!r}, gpu={self.gpu.name!r}{seq})"
         )
 
 
@@ -657,6 +887,21 @@ def _catalog_gpus() -> set[str]:
     from chronos_core.catalog.devices import Devices
 
     return set(Devices.names())
+
+
+@functools.lru_cache(maxsize=32)
+def _traced_external(spec: Any, dataset: DatasetSpec, batch_size: int, precision: str, optimizer: str):
+    from chronos_core.features.opgraph import trace_step
+
+    module = spec.build(dataset)
+    example = spec.example_input(dataset, batch_size=batch_size, device="meta")
+    return trace_step(module, example, precision=precision, optimizer=optimizer)
+
+
+def _external_ops(spec: Any, dataset: DatasetSpec, batch_size: int, precision: str, optimizer: str):
+    """The traced step of a Hugging Face / timm model, built by its spec (the model `features()`
+    counts: LM or classification head as the dataset asks), cached per configuration."""
+    return _traced_external(spec, dataset, batch_size, precision, optimizer).copy()
 
 
 def torch_example_input(dataset: DatasetSpec, batch_size: int) -> Any:

@@ -3,6 +3,13 @@
     chronos predict --model vgg16 --dataset cifar100 --gpu T4 --batch-size 32 --precision 16 \\
         --optimizer sgd --lr 0.001 [--json]
     chronos compare --model vgg16 --dataset cifar100 --gpu T4 --gpu A100 --gpu H100 [--json]
+    chronos predict --model hf:gpt2-large --dataset wikitext-103 --seq-len 1024 --batch-size 8 \
+        --precision bf16 --optimizer adamw --gpu H100-SXM
+    chronos predict --model timm:vit_base_patch16_224 --dataset imagenet --batch-size 128 --gpu A100
+
+`--model` takes a zoo name, `hf:NAME` (a shipped Hugging Face config; gpt2, gpt2-large, bert-large
+also without the prefix), a path to any config.json, or `timm:NAME`: all built on the meta device,
+no weights downloaded. Text runs also print tokens/s; which time model answered is printed too.
 """
 
 from __future__ import annotations
@@ -10,19 +17,21 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from typing import Any
 
 from chronos_core.validation import arg, finite_float, non_negative_float, positive_float, positive_int
 
 
 def _predictor(args: argparse.Namespace, gpu: str):
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no library chatter on the terminal
     from chronos_core.api import TrainingTimePredictor
 
     return TrainingTimePredictor(
         model=args.model, dataset=args.dataset, optimizer=args.optimizer, batch_size=args.batch_size,
         learning_rate=args.lr, precision=args.precision, gpu=gpu, patience=args.patience,
         min_delta=args.min_delta, max_epochs=args.max_epochs, momentum=args.momentum,
-        measure=not args.no_measure, host=args.host,
+        measure=not args.no_measure, host=args.host, seq_len=args.seq_len,
     )  # fmt: skip
 
 
@@ -41,16 +50,29 @@ def _money(value: float) -> str:
 def format_summary(s: dict[str, Any]) -> str:
     """The human-readable block `chronos predict` prints."""
     e, n, t = s["epoch_time_s"], s["epochs"], s["total_time_s"]
+    seq = f", seq_len {s['seq_len']}" if s.get("seq_len") is not None else ""
     lines = [
-        f"{s['model']} on {s['dataset']}, {s['gpu']}: batch {s['batch_size']}, precision {s['precision']}, "
-        f"{s['optimizer']} lr {s['learning_rate']:g}  ({s['steps_per_epoch']} steps/epoch, "
-        f"time {s['time_source']})",
+        f"{s['model']} on {s['dataset']}, {s['gpu']}: batch {s['batch_size']}{seq}, precision "
+        f"{s['precision']}, {s['optimizer']} lr {s['learning_rate']:g}  ({s['steps_per_epoch']} "
+        f"steps/epoch, time {s['time_source']})",
+    ]
+    it = s.get("iteration_time_ms")
+    if it is not None:
+        lines.append(f"  iteration    {it['value']:10.2f} ms     80%: {it['lo']:.2f} .. {it['hi']:.2f} ms")
+    tok = s.get("tokens_per_s")
+    if tok is not None:
+        lines.append(
+            f"  throughput   {tok['value']:10,.0f} tokens/s  80%: {tok['lo']:,.0f} .. {tok['hi']:,.0f}"
+        )
+    lines += [
         f"  epoch time   {e['value']:10.2f} s      80%: {e['lo']:.2f} .. {e['hi']:.2f} s",
         f"  epochs       {n['value']:10.1f}        80%: {n['lo']:.1f} .. {n['hi']:.1f}",
         f"  total time   {_hours(t['value']):>12}    80%: {_hours(t['lo'])} .. {_hours(t['hi'])}",
         f"  cost         {_money(t['cost_usd']):>12}    80%: {_money(t['cost_usd_lo'])} .. "
         f"{_money(t['cost_usd_hi'])}  (price/hr {_money(s['price_per_hr_usd'])})",
     ]
+    if s.get("time_model"):
+        lines.append(f"  time model   {s['time_model']}")
     return "\n".join(lines)
 
 
@@ -61,7 +83,8 @@ def _cmd_predict(args: argparse.Namespace) -> int:
 
 
 def compare_table(args: argparse.Namespace):
-    """One row per GPU: epoch time, epochs, total time and cost with their intervals."""
+    """One row per GPU: epoch time, epochs, total time and cost with their intervals (text runs:
+    tokens/s too), and the time model that answered."""
     import pandas as pd
 
     rows = []
@@ -74,6 +97,10 @@ def compare_table(args: argparse.Namespace):
             "total_h_hi": t["hi"] / 3600, "price_per_hr_usd": s["price_per_hr_usd"],
             "cost_usd": t["cost_usd"], "cost_usd_hi": t["cost_usd_hi"], "time_source": s["time_source"],
         })  # fmt: skip
+        if "tokens_per_s" in s:
+            tok = s["tokens_per_s"]
+            rows[-1].update(tokens_per_s=tok["value"], tokens_per_s_lo=tok["lo"], tokens_per_s_hi=tok["hi"])
+        rows[-1]["time_model"] = s.get("time_model")
     return pd.DataFrame(rows)
 
 
@@ -87,8 +114,21 @@ def _cmd_compare(args: argparse.Namespace) -> int:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", required=True, help="zoo model, e.g. vgg16, resnet50, vit, distilbert")
-    p.add_argument("--dataset", required=True, help="e.g. cifar10, cifar100, imagenet, sst2")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="zoo model (vgg16, resnet50, vit, distilbert), hf:NAME (gpt2, gpt2-large, bert-base-uncased, "
+        "t5-small, ...), a path to a Hugging Face config.json, or timm:NAME (timm:vit_base_patch16_224)",
+    )
+    p.add_argument(
+        "--dataset", required=True, help="e.g. cifar10, cifar100, imagenet, sst2, wikitext-103, openwebtext"
+    )
+    p.add_argument(
+        "--seq-len",
+        type=arg(positive_int, "--seq-len"),
+        default=None,
+        help="tokens per sequence for text datasets (default: the dataset's, capped at the model's)",
+    )
     p.add_argument("--batch-size", type=arg(positive_int, "--batch-size"), default=32)
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
     p.add_argument("--optimizer", default="SGD", help="SGD, Adam, AdamW, Adafactor (SGD: momentum 0.9)")

@@ -12,19 +12,28 @@ Sizes follow the CHRONOS epoch-time tables wherever they define a model, so para
   that reproduces their counts is in `CHRONOS_TEXT_VOCAB`.
 * KerasCNN / SimpleCNN: the A100 CIFAR-10 project's Keras CNN and its torch twin.
 
+Beyond the zoo, `get_model`/`resolve_model` take Hugging Face and timm models as ExternalModelSpec:
+`"hf:NAME"` (a config shipped in `hf_configs/`: gpt2 .. gpt2-xl, bert-base/large-uncased, opt-125m,
+opt-350m, opt-1.3b, t5-small, t5-base, tinyllama-1.1b, llama-3.2-1b; also without the prefix),
+`"hf:PATH"` or the path of any config.json, and `"timm:NAME"` (anything `timm.create_model` builds).
+They are always built on the meta device.
+
 Weights are never downloaded. Build under `torch.device("meta")` to get a shape-only model.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
 import torch
 from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from chronos_core.catalog._catalog import Catalog
 from chronos_core.catalog.datasets import Datasets, DatasetSpec
@@ -696,12 +705,339 @@ def model_from_user(obj: Any, name: str | None = None) -> ModelSpec:
 
 
 def resolve_model(model: str | ModelSpec | Any) -> ModelSpec:
-    """A catalog name, a ModelSpec or a user model -> ModelSpec."""
+    """A catalog name ('hf:NAME', 'timm:NAME' and config.json paths too), a ModelSpec or a user
+    model -> ModelSpec."""
     if isinstance(model, str):
-        return Models.get(model)
+        return get_model(model)
     return model_from_user(model)
 
 
 def canonical_model(name: str) -> str:
     """The catalog name of a model ('resnet50' and 'ResNet50' are one architecture), else the name."""
     return Models.resolve(str(name)) or str(name)
+
+
+# --------------------------------------------------------------------------------------------------
+# Hugging Face and timm models: built on the meta device from a config, never a weight downloaded
+
+HF_PREFIX, TIMM_PREFIX = "hf:", "timm:"
+# Short names for shipped configs (any shipped config's own name works without the prefix too).
+HF_ALIASES = {
+    "gpt2-small": "gpt2",
+    "bert-base": "bert-base-uncased",
+    "bert-large": "bert-large-uncased",
+    "tinyllama": "tinyllama-1.1b",
+    "llama-3.2": "llama-3.2-1b",
+}
+# Relative-position models: their config's position count is no hard limit on the sequence length.
+RELATIVE_POSITIONS = frozenset({"t5", "mt5", "umt5", "longt5"})
+_HF_POSITION_KEYS = ("max_position_embeddings", "n_positions", "max_seq_len", "seq_length")
+
+
+def hf_config_dir() -> Path:
+    """Where the shipped Hugging Face configs live (chronos_core/catalog/hf_configs)."""
+    return Path(__file__).resolve().parent / "hf_configs"
+
+
+def shipped_hf_configs() -> list[str]:
+    """Names usable as 'hf:NAME' (and without the prefix): the shipped config.json files."""
+    return sorted(p.stem for p in hf_config_dir().glob("*.json"))
+
+
+def _norm(text: str) -> str:
+    return "".join(ch for ch in str(text).lower() if ch.isalnum())
+
+
+def shipped_hf_name(name: str) -> str | None:
+    """The shipped config a name means ('GPT2-Large', 'bert-large', 'tinyllama'), or None."""
+    key = _norm(name)
+    for stem in shipped_hf_configs():
+        if _norm(stem) == key:
+            return stem
+    for alias, stem in HF_ALIASES.items():
+        if _norm(alias) == key and (hf_config_dir() / f"{stem}.json").is_file():
+            return stem
+    return None
+
+
+def _looks_like_path(text: str) -> bool:
+    return "/" in text or "\\" in text or text.endswith(".json") or Path(text).expanduser().exists()
+
+
+@dataclass(frozen=True, eq=False, repr=False)
+class ExternalModelSpec(ModelSpec):
+    """A Hugging Face `transformers` model (a config.json) or a `timm` model, as a ModelSpec.
+
+    `build(dataset)` makes it on the meta device (shapes only: no memory, no weights, nothing
+    downloaded). HF models on a token corpus (a dataset with `train_tokens`) get their config's
+    architecture (GPT-2: GPT2LMHeadModel, BERT: BertForMaskedLM, T5: T5ForConditionalGeneration) and
+    their language-modelling loss (labels = the input ids; T5's decoder reads the same ids); on a
+    labelled text dataset (SST2, IMDB, ...) they get the `...ForSequenceClassification` head with the
+    dataset's classes. timm models take images resized to their pretrained config's input size.
+    """
+
+    source: str = ""  # 'hf:gpt2-large', 'timm:vit_base_patch16_224' or a config.json path
+    kind: str = "hf"  # 'hf' or 'timm'
+    config_path: str = ""  # HF: the config.json
+    model_type: str = ""  # HF: config model_type
+    max_positions: int | None = None  # HF: positions in its config (None: not given)
+    image_size: tuple[int, int] = (224, 224)  # timm: (H, W) of its pretrained config
+    encoder_decoder: bool = False  # HF: T5-style (its decoder reads the ids too)
+
+    # compute_features may cache static features of these specs (one instance per source)
+    cache_static = True
+
+    @property
+    def hard_position_limit(self) -> bool:
+        """True when sequences longer than `max_positions` cannot run (learned or rotary positions)."""
+        return self.max_positions is not None and self.model_type not in RELATIVE_POSITIONS
+
+    def default_seq_len(self, dataset: DatasetSpec) -> int:
+        """The dataset's sequence length, capped at the model's positions."""
+        length = int(dataset.seq_len or LM_DEFAULT_SEQ_LEN)
+        return min(length, self.max_positions) if self.max_positions else length
+
+    def example_input(
+        self,
+        dataset: DatasetSpec | str | None = None,
+        batch_size: int = 2,
+        device: str | torch.device = "meta",
+        **overrides: Any,
+    ) -> Any:
+        """timm: an image batch; HF: the keyword inputs of one training step (ids and labels)."""
+        if self.kind == "timm":
+            return super().example_input(dataset, batch_size, device, **overrides)
+        spec = self.dataset(dataset)
+        shape = (int(batch_size), *self.input_shape(spec, **overrides))
+        ids = torch.zeros(shape, dtype=torch.long, device=device)
+        inputs: dict[str, Any] = {"input_ids": ids}
+        if spec.is_language_modelling:
+            inputs["labels"] = ids
+            if self.encoder_decoder:
+                inputs["decoder_input_ids"] = ids
+        else:
+            inputs["labels"] = torch.zeros(int(batch_size), dtype=torch.long, device=device)
+        return inputs
+
+
+LM_DEFAULT_SEQ_LEN = 512  # an HF model on a dataset without a sequence length (as the op tracer)
+
+
+@functools.lru_cache(maxsize=64)
+def _hf_raw_cached(path: str, mtime: float) -> dict:
+    import json
+
+    try:
+        raw = json.loads(Path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise ChronosError(f"HF config {path!r} is not readable JSON: {str(error).splitlines()[0]}") from None
+    if not isinstance(raw, dict) or "model_type" not in raw:
+        raise ChronosError(f"HF config {path!r} has no 'model_type'; is it a Hugging Face config.json?")
+    return raw
+
+
+def _hf_raw(path: str) -> dict:
+    import os
+
+    return _hf_raw_cached(path, os.path.getmtime(path))
+
+
+class _MetaScalars(TorchDispatchMode):
+    """`.item()` on a meta tensor answers True/1/1.0, the ordinary branch of HF's data checks (as the
+    op tracer does), so FLOP counting runs HF models on meta."""
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+        if func is torch.ops.aten._local_scalar_dense.default and args[0].is_meta:
+            if args[0].dtype == torch.bool:
+                return True
+            return 1.0 if args[0].dtype.is_floating_point else 1
+        return func(*args, **(kwargs or {}))
+
+
+def _answer_meta_items(module: nn.Module) -> nn.Module:
+    forward = module.forward
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        with _MetaScalars():
+            return forward(*args, **kwargs)
+
+    module.forward = run
+    return module
+
+
+def _hf_builder(path: str) -> Callable[..., nn.Module]:
+    def build(dataset: DatasetSpec) -> nn.Module:
+        try:
+            import transformers
+        except ImportError:
+            raise ChronosError("Hugging Face models need the `transformers` package") from None
+        from transformers.models.auto import modeling_auto as auto
+
+        from chronos_core.features.opgraph import _build_on_meta, _hf_model_class, _load_hf_config
+
+        config = _load_hf_config(Path(path), "sdpa")
+        config.use_cache = False  # training: no key/value cache
+        cls = _hf_model_class(config)
+        if not dataset.is_language_modelling:  # labelled text: the sequence-classification head
+            name = auto.MODEL_FOR_SEQUENCE_CLASSIFICATION_MAPPING_NAMES.get(config.model_type)
+            if name and hasattr(transformers, name):
+                cls = getattr(transformers, name)
+                config.num_labels = dataset.num_classes
+                if getattr(config, "pad_token_id", None) is None:  # last-token pooling needs one
+                    config.pad_token_id = getattr(config, "eos_token_id", None) or 0
+        try:
+            module = _build_on_meta(lambda: cls._from_config(config, attn_implementation="sdpa"))
+        except Exception as error:  # noqa: BLE001 - transformers' own message, on one line
+            why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+            raise ChronosError(f"HF config {path!r}: {cls.__name__} cannot be built: {why}") from None
+        return _answer_meta_items(module)
+
+    return build
+
+
+def _timm_builder(name: str) -> Callable[..., nn.Module]:
+    def build(dataset: DatasetSpec) -> nn.Module:
+        import timm
+
+        from chronos_core.features.opgraph import _build_on_meta
+
+        kwargs = {"num_classes": dataset.num_classes, "in_chans": _channels(dataset)}
+        return _build_on_meta(lambda: timm.create_model(name, pretrained=False, **kwargs))
+
+    return build
+
+
+def _timm_input(dataset: DatasetSpec, kwargs: Mapping[str, Any], size: tuple[int, int]) -> tuple[int, ...]:
+    return (_channels(dataset), *size)
+
+
+def hf_model_spec(text: str) -> ExternalModelSpec:
+    """'hf:NAME' (a shipped config), 'hf:PATH', or a path to a config.json (or a folder with one)."""
+    body = text.strip()
+    if body.lower().startswith(HF_PREFIX):
+        body = body[len(HF_PREFIX) :].strip()
+    if not body:
+        shipped = ", ".join(shipped_hf_configs())
+        raise ChronosError(f"hf model name missing: use 'hf:NAME' (shipped: {shipped})")
+    stem = shipped_hf_name(body)
+    if stem is not None:
+        return _hf_spec(str(hf_config_dir() / f"{stem}.json"), f"{HF_PREFIX}{stem}")
+    if not _looks_like_path(body):
+        raise ChronosError(
+            f"Unknown hf config {body!r}. Shipped: {', '.join(shipped_hf_configs())}; or give the path of "
+            "any Hugging Face config.json (e.g. hf:./my-model/config.json); nothing is downloaded"
+        )
+    path = Path(body).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    if not path.is_file():
+        raise ChronosError(f"HF config {body!r} not found (expected a config.json or a folder with one)")
+    return _hf_spec(str(path.resolve()), str(path))
+
+
+def _hf_spec(path: str, label: str) -> ExternalModelSpec:
+    import os
+
+    return _hf_spec_cached(path, os.path.getmtime(path), label)
+
+
+@functools.lru_cache(maxsize=64)
+def _hf_spec_cached(path: str, mtime: float, label: str) -> ExternalModelSpec:
+    raw = _hf_raw(path)
+    positions = next(
+        (int(raw[k]) for k in _HF_POSITION_KEYS if isinstance(raw.get(k), int) and raw[k] > 0), None
+    )
+    arch = (raw.get("architectures") or [raw["model_type"]])[0]
+    return ExternalModelSpec(
+        label,
+        "Transformer",
+        "torch",
+        _hf_builder(path),
+        {},
+        f"Hugging Face {arch} from {raw.get('_source', path)} (meta device, no weights)",
+        modalities=("text",),
+        default_dataset="WikiText-103",
+        source=label if label.startswith(HF_PREFIX) else path,
+        kind="hf",
+        config_path=path,
+        model_type=str(raw["model_type"]),
+        max_positions=positions,
+        encoder_decoder=bool(raw.get("is_encoder_decoder", False)),
+    )
+
+
+def timm_model_spec(text: str) -> ExternalModelSpec:
+    """'timm:NAME': any model timm can create with pretrained=False (built on meta)."""
+    name = text.strip()[len(TIMM_PREFIX) :].strip() if text.strip().lower().startswith(TIMM_PREFIX) else text
+    if not name:
+        raise ChronosError("timm model name missing: use 'timm:NAME', e.g. 'timm:vit_base_patch16_224'")
+    return _timm_spec(name)
+
+
+@functools.lru_cache(maxsize=64)
+def _timm_spec(name: str) -> ExternalModelSpec:
+    try:
+        import timm
+    except ImportError:
+        raise ChronosError("timm models need the `timm` package (pip install timm)") from None
+    if not timm.is_model(name):
+        import difflib
+
+        known = timm.list_models()
+        close = difflib.get_close_matches(name, known, n=8, cutoff=0.5)
+        shown = ", ".join(close) if close else "none close"
+        raise ChronosError(
+            f"Unknown timm model {name!r}. Close matches: {shown} ({len(known)} models in timm.list_models())"
+        )
+    module = _timm_builder(name)(Datasets.get("ImageNet"))
+    cfg = getattr(module, "pretrained_cfg", None) or {}
+    size = tuple(int(d) for d in (cfg.get("input_size") or (3, 224, 224))[-2:])
+    return ExternalModelSpec(
+        f"{TIMM_PREFIX}{name}",
+        _guess_family_torch(module),
+        "torch",
+        _timm_builder(name),
+        {},
+        f"timm {name} at {size[0]}x{size[1]} (its pretrained config's input size; meta device, no weights)",
+        modalities=("image",),
+        default_dataset="ImageNet",
+        input_shape_fn=functools.partial(_timm_input, size=size),
+        source=f"{TIMM_PREFIX}{name}",
+        kind="timm",
+        image_size=size,
+    )
+
+
+def external_model(text: str) -> ExternalModelSpec | None:
+    """The HF/timm spec a string names ('hf:...', 'timm:...', a config.json path, or a shipped
+    config's short name such as 'gpt2-large'), or None when it names none of these."""
+    body = text.strip()
+    low = body.lower()
+    if low.startswith(TIMM_PREFIX):
+        return timm_model_spec(body)
+    if low.startswith(HF_PREFIX):
+        return hf_model_spec(body)
+    stem = shipped_hf_name(body)
+    if stem is not None:
+        return hf_model_spec(stem)
+    return hf_model_spec(body) if _looks_like_path(body) else None
+
+
+def get_model(name: str) -> ModelSpec:
+    """A zoo name, 'hf:NAME' / a shipped config's name / a config.json path, or 'timm:NAME'."""
+    if not isinstance(name, str):
+        raise ChronosError(f"model must be a name, a ModelSpec or a model object, got {name!r}")
+    text = name.strip()
+    explicit = text.lower().startswith((HF_PREFIX, TIMM_PREFIX)) or "/" in text or "\\" in text
+    if not explicit and not text.lower().endswith(".json") and Models.resolve(text) is not None:
+        return Models.get(text)
+    spec = external_model(text)
+    if spec is not None:
+        return spec
+    zoo = ", ".join(Models.names())
+    hf = ", ".join(f"hf:{n}" for n in shipped_hf_configs())
+    raise ChronosError(
+        f"Unknown model {name!r}. Known: {zoo}; Hugging Face: {hf} (or hf:PATH/config.json); "
+        "timm: timm:NAME (e.g. timm:vit_base_patch16_224)"
+    )

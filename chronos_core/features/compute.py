@@ -135,6 +135,7 @@ def static_features(spec: ModelSpec, dataset: DatasetSpec, **model_kwargs: Any) 
     dataset = spec.dataset(dataset)
     items = tuple(sorted(model_kwargs.items()))
     cacheable = Models.resolve(spec.name) is not None and Models.get(spec.name) is spec
+    cacheable = cacheable or getattr(spec, "cache_static", False)  # hf:/timm: specs, one per source
     try:
         hash(items)
     except TypeError:
