@@ -18,7 +18,8 @@ Conventions:
   `aten.convolution_backward.default[grad_input]`, `[grad_weight]` (conv family, each the FLOPs of
   the forward conv, groups included) and `[grad_bias]` (a reduction). attention rows (fused sdpa
   kernels): B batch*heads, M query length, N key length, K head dim; FLOPs as FlopCounterMode
-  counts them (forward 4*B*M*N*K, backward 2.5x that: the scores are recomputed).
+  counts them (forward 4*B*M*N*K, backward 2.5x that: the scores are recomputed), causal masking
+  or not; a call with `is_causal=True` has `[causal]` appended to its aten name.
 * norm/softmax rows: `rows` normalized rows, `cols` the normalized size, `elems` = rows*cols (batch
   norm: rows = channels, cols = N*H*W; group norm: rows = N*groups). FLOPs per element:
   NORM_FLOPS_PER_ELEM / SOFTMAX_FLOPS_PER_ELEM (forward, backward); the loss's nll pieces 1 per row.
@@ -310,6 +311,7 @@ class _OpInfo:
     returns_alias: tuple[bool, ...]
     written_args: tuple[int, ...]
     shape_only: str  # "inplace": returns its first argument (or nothing); "memo": fresh outputs; ""
+    causal_arg: int = -1  # fused attention: position of `is_causal` in the schema (-1: none)
 
 
 @functools.cache
@@ -356,9 +358,10 @@ def _op_info(func: torch._ops.OpOverload) -> _OpInfo:
         shape_only = "inplace"
     elif not written and not any(returns_alias) and not (set(tags) & _DYNAMIC_TAGS):
         shape_only = "memo"
+    names = [a.name for a in func._schema.arguments] if family == "attention" else []
     return _OpInfo(
         skip, family, name, f"aten.{func.__name__}", name.startswith(_FOREACH), returns_alias, written,
-        shape_only,
+        shape_only, names.index("is_causal") if "is_causal" in names else -1,
     )  # fmt: skip
 
 
@@ -557,7 +560,10 @@ class _Recorder(TorchDispatchMode):
         label = _dtype_name(dtype)
         if self.tf32 and label == "fp32" and family in MATMUL_FAMILIES:
             label = "tf32"
-        self.rows.append(_row(self.phase, info.aten, family, row, elems, label, flops, moved, tensors))
+        aten = info.aten
+        if family == "attention" and _is_causal(info, args, kwargs):
+            aten = f"{aten}[causal]"
+        self.rows.append(_row(self.phase, aten, family, row, elems, label, flops, moved, tensors))
 
     @staticmethod
     def _gathered_bytes(name: str, table: torch.Tensor, args: tuple, outputs: list) -> int:
@@ -650,6 +656,13 @@ class _Recorder(TorchDispatchMode):
             B=int(q.shape[0]) * int(q.shape[1]), M=int(q.shape[2]), N=int(k.shape[2]), K=int(q.shape[3])
         )
         return int(flops)
+
+
+def _is_causal(info: _OpInfo, args: tuple, kwargs: dict) -> bool:
+    """Whether a fused attention call masks causally (its kernel skips the blocks above the diagonal)."""
+    if "is_causal" in kwargs:
+        return bool(kwargs["is_causal"])
+    return 0 <= info.causal_arg < len(args) and bool(args[info.causal_arg])
 
 
 def _pad(flags: tuple[bool, ...], n: int) -> tuple[bool, ...]:

@@ -3,12 +3,14 @@
     step_ms = max(sum_i gpu_ms_i, n_kernels * dispatch_ms) + fixed_ms
 
 Each op of the traced step (`features.opgraph.trace_step`) is mapped to the nearest canonical
-kernel (gemm -> bmm/linear, conv -> conv, fused attention -> its two batched GEMMs, norms -> ln,
-softmax -> softmax, everything else -> an elementwise pass over its bytes) and priced by the
-kernel model. A kernel measured alone pays the launch floor (a framework call); inside a step
-kernels are queued back to back, so the floor is replaced by `gap_ms` on the GPU while the host's
-Python/dispatcher cost per op (`dispatch_ms`) runs in parallel: a step of many small kernels is
-host-bound. `fixed_ms` is the per-step cost outside the ops (zero_grad, loss scaling, syncs).
+kernel (gemm -> bmm/linear, conv -> conv, norms -> ln, softmax -> softmax, everything else -> an
+elementwise pass over its bytes) and priced by the kernel model. Fused attention kernels (flash,
+memory-efficient, cuDNN sdpa) have no counterpart in the kernel tables and get their own roofline
+(`fused_attention`). Eager attention is its bmm, softmax and elementwise rows, priced as such.
+A kernel measured alone pays the launch floor (a framework call); inside a step kernels are queued
+back to back, so the floor is replaced by `gap_ms` on the GPU while the host's Python/dispatcher
+cost per op (`dispatch_ms`) runs in parallel: a step of many small kernels is host-bound.
+`fixed_ms` is the per-step cost outside the ops (zero_grad, loss scaling, syncs).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ import numpy as np
 import pandas as pd
 
 from chronos_core.data.kernels import KERNEL_COLUMNS
-from chronos_core.predict.kernels import KernelModel, kernel_features
+from chronos_core.predict.kernels import KernelModel, device_spec, kernel_features, peak_flops
 
 _OPGRAPH_DTYPE = {"fp32": "fp32", "tf32": "tf32", "fp16": "fp16", "bf16": "bf16"}
 _ELEMENTWISE_H = 1024
@@ -68,6 +70,58 @@ def host_for(provider: str | None = None, amp: bool = False) -> HostOverhead:
     )
 
 
+# Fused attention (flash / memory-efficient / cuDNN sdpa kernels, forward and backward).
+# Their efficiency is the kernel model's GEMM efficiency at the same work times these fractions:
+# FlashAttention-2 runs its forward at about 0.5-0.6 of an A100's bf16 peak at head dim 64 (150-175
+# TFLOP/s; up to 0.73 at head dim 128) where cuBLAS GEMMs reach about 0.85, so about 0.65 of a GEMM;
+# its backward (five GEMMs per block, dQ accumulated through atomics) about 0.4-0.45 of peak, 0.5 of
+# a GEMM (Dao 2023, FlashAttention-2, figures 4-6). Fixed from those published rates, not fitted.
+FUSED_ATTENTION_FRACTION = {"forward": 0.65, "backward": 0.5}
+FLASH_BLOCK = 128  # query/key block of the fused kernels: causal masking skips whole blocks
+
+
+def fused_attention(ops: pd.DataFrame, device: str) -> pd.DataFrame:
+    """The work of each fused attention row (others NaN) and the GEMM that sets its efficiency.
+
+    A fused kernel never writes the (B*H, Lq, Lk) score matrix: its bytes are what the trace counts,
+    q, k, v, o and the logsumexp forward; dO, q, k, v, o, logsumexp read and dq, dk, dv written
+    backward. FLOPs are the trace's (FlopCounterMode's 4*B*Lq*Lk*D forward, 2.5x backward) times
+    the fraction of key blocks a causal kernel computes, (n + 1) / (2n) for n blocks of
+    FLASH_BLOCK. No public table times these kernels, so the efficiency is borrowed: the kernel
+    model's efficiency for a compute-bound GEMM of the same FLOPs (a square one, M = N = K, its
+    bytes far below the score matrix's), times FUSED_ATTENTION_FRACTION of the phase. fp32 (and
+    tf32-labelled) inputs run the memory-efficient kernel, whose fp32 products on Ampere and later
+    are three TF32 products each (CUTLASS's OpMultiplyAddFastF32): a TF32 GEMM of three times the
+    FLOPs there, an fp32 SIMT GEMM before.
+
+    Columns: flops (causal-adjusted), bytes, stand_dtype and stand_flops (the square GEMM's dtype
+    and FLOPs), fraction.
+    """
+    from chronos_core.catalog.devices import Devices
+
+    att = (ops["family"] == "attention").to_numpy()
+    out = pd.DataFrame(index=ops.index, columns=["flops", "bytes", "stand_flops", "fraction"], dtype=float)
+    out["stand_dtype"] = None
+    if not att.any():
+        return out
+    a = ops.loc[att]
+    causal = a["aten"].astype(str).str.endswith("[causal]").to_numpy()
+    blocks = np.ceil(np.maximum(a["N"].fillna(1).to_numpy(float), 1.0) / FLASH_BLOCK)
+    flops = a["flops"].to_numpy(float) * np.where(causal, (blocks + 1) / (2 * blocks), 1.0)
+    dtype = _dtype(a["dtype"]).to_numpy()
+    wide = np.isin(dtype, ("fp32", "tf32"))
+    fast_f32 = Devices.get(device).peak_tf32_tensor_tflops > 0
+    out.loc[att, "flops"] = flops
+    out.loc[att, "bytes"] = a["bytes"].to_numpy(float)
+    out.loc[att, "stand_dtype"] = np.where(wide, "tf32" if fast_f32 else "fp32", dtype)
+    out.loc[att, "stand_flops"] = flops * np.where(wide & fast_f32, 3.0, 1.0)
+    phase = a["phase"].astype(str).to_numpy()
+    out.loc[att, "fraction"] = np.where(
+        phase == "backward", FUSED_ATTENTION_FRACTION["backward"], FUSED_ATTENTION_FRACTION["forward"]
+    )
+    return out
+
+
 def _dtype(series: pd.Series) -> pd.Series:
     return series.map(_OPGRAPH_DTYPE).fillna("fp32")
 
@@ -81,10 +135,19 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     fam = ops["family"].to_numpy()
     rows["family"] = "elementwise"
     rows["op"] = "addu"
-    matmul = np.isin(fam, ("gemm", "attention"))
-    rows.loc[matmul, "family"] = "gemm"
-    rows.loc[matmul, ["B", "M", "N", "K"]] = ops.loc[matmul, ["B", "M", "N", "K"]].fillna(1).to_numpy()
-    rows.loc[matmul, "op"] = np.where(ops.loc[matmul, "B"].fillna(1) > 1, "bmm", "linear")
+    gemm = fam == "gemm"
+    rows.loc[gemm, "family"] = "gemm"
+    rows.loc[gemm, ["B", "M", "N", "K"]] = ops.loc[gemm, ["B", "M", "N", "K"]].fillna(1).to_numpy()
+    rows.loc[gemm, "op"] = np.where(ops.loc[gemm, "B"].fillna(1) > 1, "bmm", "linear")
+    # fused attention: a square GEMM of the same FLOPs sets its efficiency (`fused_attention`)
+    attention = fam == "attention"
+    fused = fused_attention(ops, device)
+    if attention.any():
+        side = np.maximum(np.round(np.cbrt(fused.loc[attention, "stand_flops"].to_numpy(float) / 2)), 1.0)
+        rows.loc[attention, ["family", "op", "B"]] = ["gemm", "linear", 1]
+        for col in ("M", "N", "K"):
+            rows.loc[attention, col] = side
+        rows.loc[attention, "dtype"] = fused.loc[attention, "stand_dtype"].to_numpy()
     conv = fam == "conv"
     rows.loc[conv, ["family", "op"]] = ["conv", "conv"]
     if conv.any():
@@ -105,7 +168,7 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     rows.loc[vector, "B"] = ops.loc[vector, "rows"].to_numpy()
     rows.loc[vector, "H"] = ops.loc[vector, "cols"].to_numpy()
     # everything else is a pass over memory: a stand-in elementwise kernel moving the op's bytes
-    rest = ~(matmul | conv | vector)
+    rest = ~(gemm | attention | conv | vector)
     elt = ops["dtype"].map({"fp16": 2, "bf16": 2}).fillna(4).to_numpy(float)
     elems = np.maximum(ops["elems"].fillna(1).to_numpy(float), 1.0)
     binary = ops["bytes"].to_numpy(float) >= 2.5 * elems * elt
@@ -114,14 +177,14 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     h = np.minimum(equiv, _ELEMENTWISE_H)
     rows.loc[rest, "H"] = h[rest]
     rows.loc[rest, "B"] = np.ceil(equiv / h)[rest]
-    # attention stand-in: QK^T of (B, Lq, Lk, D); its FLOPs scale to the fused op's
-    rows.loc[fam == "attention", "op"] = "bmm"
     feats = kernel_features(rows.fillna({"stride": 1, "padding": 0}))
-    by_flops = np.isin(fam, ("gemm", "attention", "conv"))
+    by_flops = np.isin(fam, ("gemm", "conv"))
     work_op = np.where(by_flops, ops["flops"].to_numpy(float), ops["bytes"].to_numpy(float))
-    work_kernel = np.where(by_flops, feats["flops"].to_numpy(), feats["bytes"].to_numpy())
+    work_op = np.where(attention, fused["stand_flops"].to_numpy(float), work_op)
+    work_kernel = np.where(by_flops | attention, feats["flops"].to_numpy(), feats["bytes"].to_numpy())
     scale = np.where(work_kernel > 0, work_op / np.maximum(work_kernel, 1e-9), 1.0)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
+    scale = np.where(attention, scale / fused["fraction"].fillna(1.0).to_numpy(float), scale)
     return rows.fillna({"stride": 1, "padding": 0}), scale
 
 
@@ -134,6 +197,16 @@ def predict_ops(
     floor = model.floor_of(device)
     feats = kernel_features(rows, floors={device: floor})
     body = np.maximum(t_kernel - floor, 0.0) * scale
+    compute_bound = feats["t_flop_ms"].to_numpy() >= feats["t_mem_ms"].to_numpy()
+    attention = (ops["family"] == "attention").to_numpy()
+    if attention.any():  # a fused kernel's own roofline: its FLOPs at the tensor peak, its bytes
+        fused = fused_attention(ops.loc[attention], device)
+        spec = device_spec(device)
+        peak = np.array([peak_flops(spec, d, "gemm") for d in _dtype(ops.loc[attention, "dtype"])])
+        t_flop = fused["flops"].to_numpy(float) / peak * 1e3
+        t_mem = fused["bytes"].to_numpy(float) / (spec.memory_bandwidth_gbs * 1e9) * 1e3
+        body[attention] = np.maximum(body[attention], t_mem)
+        compute_bound[attention] = t_flop >= t_mem
     launches = ops["tensors"].fillna(1).to_numpy(float)
     launches = np.where(
         ops["family"].to_numpy() == "elementwise", np.ceil(launches / 32), 1.0
@@ -141,7 +214,6 @@ def predict_ops(
     count = ops["count"].fillna(1).to_numpy(float)
     out = ops.copy()
     out["pred_ms"] = (body + host.gap_ms * launches) * count
-    compute_bound = feats["t_flop_ms"].to_numpy() >= feats["t_mem_ms"].to_numpy()
     launch_bound = body < host.dispatch_ms
     out["bound"] = np.where(launch_bound, "launch", np.where(compute_bound, "compute", "memory"))
     return out
