@@ -304,6 +304,14 @@ def device_row(spec) -> dict[str, Any]:
 # ---------------------------------------------------------------------------------------------- predictor
 
 
+class DoesNotFit(ChronosError):
+    """The run's predicted peak memory exceeds the GPU's (`need_gb`, `have_gb`, in GiB)."""
+
+    def __init__(self, message: str, need_gb: float, have_gb: float) -> None:
+        super().__init__(message)
+        self.need_gb, self.have_gb = need_gb, have_gb
+
+
 @dataclass
 class _Measured:
     batch_ms: Estimate
@@ -373,6 +381,7 @@ class TrainingTimePredictor:
         self._measured: _Measured | None = None
         self._time_pred: pd.DataFrame | None = None
         self._ops: pd.DataFrame | None = None
+        self._memory: Any = None  # MemoryEstimate, False where it cannot be simulated
 
     def _sized_dataset(self, dataset: DatasetSpec, seq_len: Any) -> DatasetSpec:
         """The dataset at the run's sequence length: `seq_len` when given, else the dataset's
@@ -484,7 +493,8 @@ class TrainingTimePredictor:
         row = measure(cfg, features=False)
         mean = float(row["batch_time_ms"])
         spread = max(1.2816 * float(row.get("batch_time_ms_cv", 0.0) or 0.0), 0.05)
-        est = Estimate(mean, mean * (1 - spread), mean * (1 + spread), "ms/iteration")
+        # multiplicative, so a noisy machine (cv near 1) widens the interval without a negative lower end
+        est = Estimate(mean, mean / (1 + spread), mean * (1 + spread), "ms/iteration")
         return _Measured(est, float(row["compute_ms"]), float(row["loader_wait_ms"]), row)
 
     def _measure_keras_here(self, steps: int = 8, epochs: int = 4) -> _Measured:
@@ -510,27 +520,58 @@ class TrainingTimePredictor:
         per_step = np.asarray(timing.epoch_times_s[1:]) * 1000.0 / steps
         mean = float(per_step.mean())
         spread = max(1.2816 * float(per_step.std() / mean), 0.05)
-        est = Estimate(mean, mean * (1 - spread), mean * (1 + spread), "ms/iteration")
+        est = Estimate(mean, mean / (1 + spread), mean * (1 + spread), "ms/iteration")
         row = {"framework": "keras", "epoch_times_s": timing.epoch_times_s, "steps_per_timed_epoch": steps}
         return _Measured(est, mean, 0.0, row)
 
+    def _trace_options(self) -> tuple[str, str]:
+        """The op graph's precision and optimizer names for this run (SGD traced with its momentum)."""
+        precision = {16: "amp", 32: "fp32", "bf16": "bf16", "tf32": "tf32"}.get(self.precision, "fp32")
+        optimizer = {"SGD": "sgd", "SGD-momentum": "sgd", "Adam": "adam", "AdamW": "adamw"}.get(
+            self.optimizer.name, "adamw"
+        )
+        return precision, optimizer
+
+    def memory_estimate(self):  # noqa: ANN201 - MemoryEstimate, imported lazily (torch)
+        """Predicted peak GPU memory of one training step (`chronos_core.features.memory`: parameters,
+        gradients, optimizer states, saved activations, temporaries, allocator overhead), computed once;
+        None on the CPU, for Keras models, and where the step cannot be simulated."""
+        if self._memory is None and not self.on_cpu and self._torch_model:
+            precision, optimizer = self._trace_options()
+            try:
+                self._memory = _memory_estimate(
+                    self.model, self.dataset, self.batch_size, precision, optimizer, self.model_kwargs
+                )
+            except Exception:  # noqa: BLE001 - a step the simulation cannot run: the rough check stands
+                self._memory = False
+        return self._memory or None
+
     def check_fits(self) -> None:
-        """Refuse (one line) a run whose estimated training memory exceeds the GPU's: parameters,
-        gradients, optimizer states and master weights plus the batch's saved activations."""
+        """Refuse (one line, `DoesNotFit`) a run whose predicted peak training memory exceeds the GPU's:
+        the simulated step of `memory_estimate()`, or for Keras models parameters, gradients, optimizer
+        states and master weights plus the batch's activations."""
         if self.on_cpu:
             return
         memory_gb = float(self.gpu.memory_gb)
         if not (math.isfinite(memory_gb) and memory_gb > 0):
             return
-        feats = self.features()
-        need = float(feats.get("total_state_bytes", 0)) + self.batch_size * float(
-            feats.get("act_bytes_per_sample", 0)
-        )
-        if math.isfinite(need) and need > memory_gb * 1e9:
-            raise ChronosError(
+        est = self.memory_estimate()
+        if est is not None:
+            need_gb, what = est.peak_gb, f"peak of the {est.peak_phase}"
+            fits = est.fits(memory_gb)
+        else:
+            feats = self.features()
+            need = float(feats.get("total_state_bytes", 0)) + self.batch_size * float(
+                feats.get("act_bytes_per_sample", 0)
+            )
+            need_gb, what = need / 2**30, "states + activations"
+            fits = not (math.isfinite(need) and need > memory_gb * 2**30)
+        if not fits:
+            raise DoesNotFit(
                 f"batch_size {self.batch_size} of {_model_name(self.model)} on {self.dataset.name} does not "
-                f"fit on {self.gpu.name}: needs ~{need / 1e9:,.1f} GB (states + activations), "
-                f"the GPU has {memory_gb:g} GB"
+                f"fit on {self.gpu.name}: needs ~{need_gb:,.1f} GB ({what}), the GPU has {memory_gb:g} GB",
+                need_gb=need_gb,
+                have_gb=memory_gb,
             )
 
     def _predicted(self) -> pd.DataFrame:
@@ -766,6 +807,10 @@ class TrainingTimePredictor:
             out["tokens_per_s"] = tokens.as_dict()
         if self.dataset.train_tokens is not None:
             out["train_tokens"] = self.dataset.train_tokens
+        memory = self.memory_estimate()
+        if memory is not None:
+            out["peak_memory_gb"] = round(memory.peak_gb, 3)
+            out["gpu_memory_gb"] = float(self.gpu.memory_gb)
         return out
 
     # ------------------------------------------------------------------ explanation
@@ -835,10 +880,7 @@ class TrainingTimePredictor:
             raise ChronosError("operators() prices a step on a GPU; gpu='cpu' is measured, not traced")
         if not self._torch_model:
             raise ChronosError("operators() traces torch models; Keras models are not traced op by op")
-        precision = {16: "amp", 32: "fp32", "bf16": "bf16", "tf32": "tf32"}.get(self.precision, "fp32")
-        optimizer = {"SGD": "sgd", "SGD-momentum": "sgd", "Adam": "adam", "AdamW": "adamw"}.get(
-            self.optimizer.name, "adamw"
-        )
+        precision, optimizer = self._trace_options()
         if self._ops is None:
             from chronos_core.features.opgraph import trace_step
 
@@ -902,6 +944,32 @@ def _external_ops(spec: Any, dataset: DatasetSpec, batch_size: int, precision: s
     """The traced step of a Hugging Face / timm model, built by its spec (the model `features()`
     counts: LM or classification head as the dataset asks), cached per configuration."""
     return _traced_external(spec, dataset, batch_size, precision, optimizer).copy()
+
+
+_EXTERNAL_MEMORY: dict[tuple, Any] = {}  # Hugging Face / timm estimates by configuration, whatever the GPU
+
+
+def _memory_estimate(
+    model: Any, dataset: DatasetSpec, batch_size: int, precision: str, optimizer: str, model_kwargs: dict
+):  # noqa: ANN202 - MemoryEstimate
+    """The memory simulation of one configuration: a user module with a meta input batch, a Hugging
+    Face / timm model as its spec builds it for the dataset, a zoo model by name (cached there)."""
+    from chronos_core.features.memory import estimate_training_memory
+
+    options = {"batch_size": batch_size, "precision": precision, "optimizer": optimizer}
+    if _is_module(model):
+        example = torch_example_input(dataset, batch_size)
+        return estimate_training_memory(model, example_input=example, **options)
+    if _external(model):
+        key = (model.source, dataset, batch_size, precision, optimizer)
+        if key not in _EXTERNAL_MEMORY:
+            module, example = model.build(dataset), model.example_input(dataset, batch_size, device="meta")
+            _EXTERNAL_MEMORY[key] = estimate_training_memory(module, example_input=example, **options)
+        return _EXTERNAL_MEMORY[key]
+    seq_len = dataset.seq_len if dataset.modality == "text" else None
+    return estimate_training_memory(
+        model.name, dataset=dataset.name, model_kwargs=model_kwargs, seq_len=seq_len, **options
+    )
 
 
 def torch_example_input(dataset: DatasetSpec, batch_size: int) -> Any:

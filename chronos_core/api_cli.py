@@ -71,25 +71,65 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  cost         {_money(t['cost_usd']):>12}    80%: {_money(t['cost_usd_lo'])} .. "
         f"{_money(t['cost_usd_hi'])}  (price/hr {_money(s['price_per_hr_usd'])})",
     ]
+    if s.get("peak_memory_gb") is not None:
+        lines.append(f"  memory       {s['peak_memory_gb']:10.1f} GB peak (predicted), the GPU has "
+                     f"{s['gpu_memory_gb']:g} GB")  # fmt: skip
     if s.get("time_model"):
         lines.append(f"  time model   {s['time_model']}")
     return "\n".join(lines)
 
 
+_REQUEST_FIELDS = ("model", "dataset", "seq_len", "batch_size", "precision", "optimizer", "momentum", "lr",
+                   "patience", "min_delta", "max_epochs", "no_measure", "host")  # fmt: skip
+
+
+def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
+    """{"summary": ...} or {"does_not_fit": line, "need_gb", "have_gb"} for one GPU, from the disk cache
+    of answers already given when the same request was answered by the same code and data
+    (`chronos_core.prediction_cache`: no torch, no xgboost); a run measured here is never cached."""
+    from chronos_core.prediction_cache import cached
+
+    def compute() -> dict[str, Any]:
+        from chronos_core.api import DoesNotFit
+
+        try:
+            return {"summary": _predictor(args, gpu).summary()}
+        except DoesNotFit as exc:
+            return {"does_not_fit": str(exc), "need_gb": exc.need_gb, "have_gb": exc.have_gb}
+
+    measured_here = gpu.strip().lower() in ("cpu", "local", "localhost") and not args.no_measure
+    request = {field: getattr(args, field, None) for field in _REQUEST_FIELDS} | {"gpu": gpu}
+    return cached("predict", request, compute, use=not (measured_here or getattr(args, "no_cache", False)))
+
+
 def _cmd_predict(args: argparse.Namespace) -> int:
-    summary = _predictor(args, args.gpu).summary()
+    answer = _answer(args, args.gpu)
+    if "does_not_fit" in answer:
+        from chronos_core.errors import ChronosError
+
+        raise ChronosError(answer["does_not_fit"])
+    summary = answer["summary"]
     print(json.dumps(summary, indent=2, default=float) if args.json else format_summary(summary))
     return 0
 
 
 def compare_table(args: argparse.Namespace):
     """One row per GPU: epoch time, epochs, total time and cost with their intervals (text runs:
-    tokens/s too), and the time model that answered."""
+    tokens/s too), predicted peak memory, whether the run fits, and the time model that answered. A
+    GPU the run does not fit gets `fits` False, the reason in `note` and no times."""
     import pandas as pd
 
     rows = []
     for gpu in args.gpu:
-        s = _predictor(args, gpu).summary()
+        answer = _answer(args, gpu)
+        if "does_not_fit" in answer:
+            from chronos_core.catalog.devices import Devices
+
+            rows.append({"gpu": Devices.resolve(gpu) or gpu, "fits": False,
+                         "peak_memory_gb": answer["need_gb"], "gpu_memory_gb": answer["have_gb"],
+                         "note": answer["does_not_fit"]})  # fmt: skip
+            continue
+        s = answer["summary"]
         e, t = s["epoch_time_s"], s["total_time_s"]
         rows.append({
             "gpu": s["gpu"], "epoch_s": e["value"], "epoch_s_lo": e["lo"], "epoch_s_hi": e["hi"],
@@ -100,7 +140,8 @@ def compare_table(args: argparse.Namespace):
         if "tokens_per_s" in s:
             tok = s["tokens_per_s"]
             rows[-1].update(tokens_per_s=tok["value"], tokens_per_s_lo=tok["lo"], tokens_per_s_hi=tok["hi"])
-        rows[-1]["time_model"] = s.get("time_model")
+        rows[-1].update(time_model=s.get("time_model"), fits=True, peak_memory_gb=s.get("peak_memory_gb"),
+                        gpu_memory_gb=s.get("gpu_memory_gb"), note="")  # fmt: skip
     return pd.DataFrame(rows)
 
 
@@ -108,8 +149,10 @@ def _cmd_compare(args: argparse.Namespace) -> int:
     table = compare_table(args)
     if args.json:
         print(table.to_json(orient="records", indent=2))
-    else:
-        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return 0
+    print(table.drop(columns="note").to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+    for note in table.loc[~table["fits"].astype(bool), "note"]:
+        print(f"  {note}")
     return 0
 
 
@@ -157,6 +200,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-measure", action="store_true", help="on --gpu cpu: predict instead of measuring")
     p.add_argument("--host", default=None, help="cloud of the GPU's host (RunPod, GCP): sets the loader wait")
     p.add_argument("--json", action="store_true", help="machine-readable output")
+    p.add_argument(
+        "--no-cache", action="store_true", help="compute afresh instead of reusing an answer already given"
+    )
 
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:

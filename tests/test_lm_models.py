@@ -263,9 +263,11 @@ def test_cli_predict_a_language_model(mirror, capsys):
 
 
 def test_cli_compare_a_language_model_over_three_gpus(mirror, capsys):
-    assert main(["compare", *LM_ARGS, "--gpu", "T4", "--gpu", "A100", "--gpu", "H100-SXM", "--json"]) == 0
+    gpus = ["--gpu", "T4", "--gpu", "A100", "--gpu", "H100-SXM"]
+    assert main(["compare", *LM_ARGS, "--batch-size", "8", *gpus, "--json", "--no-cache"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert [r["gpu"] for r in rows][0] == "T4" and len(rows) == 3
+    assert all(r["fits"] and 0 < r["peak_memory_gb"] < r["gpu_memory_gb"] for r in rows)
     assert all(r["tokens_per_s_lo"] < r["tokens_per_s"] < r["tokens_per_s_hi"] for r in rows)
     assert rows[2]["tokens_per_s"] > rows[0]["tokens_per_s"] and rows[2]["epoch_s"] < rows[0]["epoch_s"]
     assert {"epoch_s", "epochs", "total_h", "cost_usd", "time_source", "time_model"} <= set(rows[0])
@@ -299,3 +301,12 @@ def test_shipped_configs_are_plain_json():
     for path in hf_config_dir().glob("*.json"):
         raw = json.loads(path.read_text())
         assert "model_type" in raw and raw["_source"].startswith("https://huggingface.co/"), path.name
+
+
+def test_cli_compare_says_which_gpus_a_run_does_not_fit(mirror, capsys):
+    assert main(["compare", *LM_ARGS, "--batch-size", "64", "--gpu", "T4", "--gpu", "H100-SXM"]) == 0
+    out = capsys.readouterr().out
+    assert "does not fit on T4: needs ~" in out and "does not fit on H100-SXM" not in out
+    assert main(["predict", *LM_ARGS, "--batch-size", "64", "--gpu", "T4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "does not fit on T4" in err
