@@ -78,5 +78,22 @@ def _why_not(
     if dollars > budget:
         return f"over budget (${dollars:,.2f} > ${budget:,.2f})"
     if deadline is not None and hours > deadline:
-        return f"past the deadline ({hours:,.1f} h > {deadline:g} h)"
+        return f"past the deadline ({hours:,.2f} h > {deadline:g} h)"
     return ""
+
+
+def compare_markdown(table: pd.DataFrame) -> str:
+    """The README's table of a `compare_gpus` table: memory fit, tokens/s, hours and dollars per epoch."""
+    lines = ["| GPU | fits (peak / GPU memory) | tokens/s (80%) | hours per epoch (80%) | $ per epoch |",
+             "|---|---|---:|---:|---:|"]  # fmt: skip
+    for r in table.itertuples():
+        fit = f"{'yes' if r.fits else '**no**'} ({r.peak_memory_gb:.1f} / {r.gpu_memory_gb:g} GB)"
+        if not r.fits:
+            lines.append(f"| {r.gpu} | {fit} | - | - | - |")
+            continue
+        tokens = f"{r.tokens_per_s:,.0f} ({r.tokens_per_s_lo:,.0f}-{r.tokens_per_s_hi:,.0f})"
+        hours = f"{r.epoch_s / 3600:.2f} ({r.epoch_s_lo / 3600:.2f}-{r.epoch_s_hi / 3600:.2f})"
+        price = r.price_per_hr_usd
+        dollars = f"{price * r.epoch_s / 3600:.2f}" if pd.notna(price) and price > 0 else "not priced"
+        lines.append(f"| {r.gpu} | {fit} | {tokens} | {hours} | {dollars} |")
+    return "\n".join(lines) + "\n"
