@@ -63,8 +63,9 @@ def request_key(kind: str, request: Mapping[str, Any]) -> str:
 
 def cached(kind: str, request: Mapping[str, Any], compute: Callable[[], Any], *, use: bool = True) -> Any:
     """`compute()`'s JSON-serializable answer for `request`, read from disk when it was computed before
-    with the same code and data; `use=False` computes (and stores) afresh. Storage problems are never
-    fatal: the answer is computed and returned."""
+    with the same code and data; `use=False` (or CHRONOS_PREDICTION_CACHE=0) computes and stores afresh.
+    Storage problems are never fatal: the answer is computed and returned."""
+    use = use and os.environ.get("CHRONOS_PREDICTION_CACHE", "1") != "0"
     path = predictions_dir() / f"{request_key(kind, request)}.json"
     if use and path.is_file():
         try:

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+# Tests patch models and data: answers cached by an earlier run must not stand in for them
+# (tests/test_prediction_cache.py turns the cache on in a temporary directory).
+os.environ["CHRONOS_PREDICTION_CACHE"] = "0"
 
 
 def mirror_path() -> Path | None:
