@@ -9,13 +9,13 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from test_convergence_models import _cli_rows, synthetic_runs  # tests/ is on sys.path
 
 from chronos_core.convergence import cli as conv_cli
 from chronos_core.convergence import curve_prior as cpr
 from chronos_core.convergence import models as cm
 from chronos_core.convergence import pfn as pf
 from chronos_core.convergence import prior as cp
-from tests.test_convergence_models import _cli_rows, synthetic_runs
 
 
 @pytest.fixture(autouse=True)
@@ -133,9 +133,9 @@ def test_predictor_intervals_prefix_facts_and_cap(predictor, runs):
         if state["fired"] is None:
             assert at5["pred"].iloc[i] >= state["lower_bound"]
     assert 0.1 <= predictor.sigma_ <= 1.5 and all(v > 0 for v in predictor.scale_.values())
-    assert set(predictor.choice_) == set(cpr.K_BUCKETS) and set(predictor.choice_.values()) <= set(
-        predictor.nets_
-    )
+    assert set(predictor.choice_) == set(cpr.K_BUCKETS)
+    for choice in predictor.choice_.values():  # a PFN, a direct model or their log-space mean
+        assert set(choice.split("|")) <= set(predictor.nets_) | set(predictor.direct_models_)
 
 
 def test_censored_runs_count_as_at_least_max_epochs(runs):
@@ -193,3 +193,24 @@ def test_api_conditions_on_observed_losses(monkeypatch, predictor):
     assert running >= 6
     with pytest.raises(ValueError, match="observed_val_loss"):
         p.predict_number_of_epochs(observed_val_loss=[1.0, float("nan")])
+
+
+def test_direct_model_features_pairs_and_quantiles(runs):
+    from chronos_core.convergence import direct as dr
+
+    names = dr.PREFIX_NAMES
+    row = dict(zip(names, dr.prefix_row([2.0, 1.5, 1.4, 1.45, 1.46], 5, 5, 1e-3, 80), strict=True))
+    assert row["k"] == 5 and row["since_best"] == 2 and row["patience_left"] == 3
+    assert np.exp(row["lb_gap"]) == pytest.approx(3)  # best at epoch 3: the rule cannot fire before epoch 8
+    assert np.exp(row["log_budget"]) == pytest.approx(75) and row["imp1"] < 0 < row["first_minus_last"]
+    zero = dr.prefix_row([], 0, 5, 1e-3, 80)
+    assert len(zero) == len(names) and np.isnan(zero[names.index("last")])
+    rows, ks = dr.pairs(runs)
+    y = runs["T_conv"].to_numpy()
+    assert (ks < y[rows]).all() and (ks == 0).sum() == len(runs)
+    for i, k in zip(rows[:50], ks[:50], strict=True):  # every pair is still open at k
+        assert k == 0 or cm._open(runs["val_loss_prefix"].iloc[i][:k], 3, 1e-3)
+    x = dr.prefix_matrix(runs.iloc[rows], ks)
+    model = dr.DirectQuantileModel(n_estimators=20).fit(x, np.log(y[rows] - ks))
+    q = model.predict(x[:10])
+    assert q.shape == (10, 3) and (np.diff(q, axis=1) >= 0).all()

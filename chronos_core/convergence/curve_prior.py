@@ -5,8 +5,12 @@ an accelerated-failure-time loss so runs stopped by max_epochs count as censored
 gives log T and its out-of-fold log-space spread; the PFN (pretrained on the synthetic curve prior,
 then fine-tuned on the training runs with an interval-censored likelihood where inner folds say
 that helps) turns that prior and the first k validation losses into a distribution of the stopping
-epoch. Predictions are the median of min(T, max_epochs) with an 80% interval, and exact where the
-prefix already shows the stop. Intervals get a conformal scale in log space from inner grouped folds.
+epoch. A direct model (`direct.py`: XGBoost quantiles of the remaining run length from prefix
+features, the zero-shot prediction and the pretrained PFN's quantiles) is trained on every (run, k)
+pair of the training runs; per bucket of k, inner grouped folds choose the PFN, the direct model or
+their log-space mean. Predictions are the median of min(T, max_epochs) with an 80% interval, and exact
+where the prefix already shows the stop. Intervals get a conformal scale in log space from the same
+inner folds.
 """
 
 from __future__ import annotations
@@ -17,9 +21,13 @@ import numpy as np
 import pandas as pd
 import xgboost as xgb
 
+from chronos_core.convergence import direct as dr
 from chronos_core.convergence import models as cm
 from chronos_core.convergence import pfn as pf
 
+QS = (0.1, 0.5, 0.9)
+DIRECT_VARIANTS = ("direct", "direct+config")  # the direct model without / with configuration features
+CHECK_MAX_K = 20  # the nested check scores prefixes up to this length (longer ones are nearly decided)
 FINETUNE_KS = (0, 1, 2, 3, 4, 5, 6, 7, 8, 10, 12, 15, 20)
 ZS_FEATURE_SETS = {
     "config": cm.CONFIG_FEATURES,
@@ -97,11 +105,24 @@ def _prefix_matrix(pref: Sequence[Sequence[float]], k: np.ndarray) -> np.ndarray
     return out
 
 
-K_BUCKETS = ("k0", "k1-4", "k5+")  # prefix lengths that get their own nested choices
+K_BUCKETS = ("k0", "k1-2", "k3-4", "k5-7", "k8+")  # prefix lengths that get their own nested choices
+_BUCKET_STARTS = (0, 1, 3, 5, 8)
 
 
 def _bucket(ks: np.ndarray) -> np.ndarray:
-    return np.where(ks == 0, "k0", np.where(ks < 5, "k1-4", "k5+"))
+    return np.asarray(K_BUCKETS)[np.searchsorted(_BUCKET_STARTS, np.asarray(ks), side="right") - 1]
+
+
+def _cqr_scores(logq: np.ndarray, truth: np.ndarray, cap: np.ndarray) -> np.ndarray:
+    """How many log-space half-widths (median to 10%/90% quantile) the truth lies outside the median.
+
+    A run cut by max_epochs (truth at the cap) is covered from below whatever the lower end says.
+    """
+    med = logq[:, 1]
+    below = (med - truth) / np.maximum(med - logq[:, 0], 1e-3)
+    above = (truth - med) / np.maximum(logq[:, 2] - med, 1e-3)
+    below = np.where(truth >= cap - 1e-9, -np.inf, below)
+    return np.maximum(below, above)
 
 
 def _robust_sigma(log_resid: np.ndarray) -> float:
@@ -118,7 +139,12 @@ class CurvePriorPredictor:
     pretrained PFN on inner folds; 0: pretrained only); `zs_features` picks the zero-shot feature set
     (None: all, or a key of ZS_FEATURE_SETS, or a list); censor=False trains the zero-shot model
     as if censored runs had converged at max_epochs (the old behaviour, for the ablation);
-    choose=False always fine-tunes (intervals are still calibrated on inner folds).
+    choose=False always fine-tunes (intervals are still calibrated on inner folds); direct=True (default)
+    adds the direct learned model of the remaining epochs (`direct.py`: XGBoost quantiles from prefix
+    features, the zero-shot and the pretrained PFN's quantiles, with or without configuration features)
+    and the nested choice per k bucket between the PFNs, the direct models and their log-space means;
+    `fixed` names one candidate to use at every k instead of choosing (e.g. "direct"; intervals are still
+    calibrated on inner folds).
     """
 
     grouped_fit = True
@@ -133,6 +159,8 @@ class CurvePriorPredictor:
         censor: bool = True,
         calibrate: bool = True,
         choose: bool = True,
+        direct: bool = True,
+        fixed: str | None = None,
     ) -> None:
         self.seed = seed
         self.pfn = pfn
@@ -142,6 +170,8 @@ class CurvePriorPredictor:
         self.censor = censor
         self.calibrate = calibrate
         self.choose = choose
+        self.direct = direct
+        self.fixed = fixed
 
     def _zs_model(self):
         feats = (
@@ -178,6 +208,7 @@ class CurvePriorPredictor:
 
     def fit(self, frame: pd.DataFrame, groups: Sequence[object] | None = None) -> CurvePriorPredictor:
         frame = frame.reset_index(drop=True)
+        self.n_rows_ = len(frame)
         y = cm._target(frame)
         base = self.pfn if self.pfn is not None else pf.CurvePFN.load()
         splits = cm._inner_splits(
@@ -193,14 +224,105 @@ class CurvePriorPredictor:
         self.choice_ = {b: "finetuned" if self.finetune_steps else "pretrained" for b in K_BUCKETS}
         self.scale_ = {b: 1.0 for b in K_BUCKETS}
         self.inner_mae_: dict[str, dict[str, float]] = {}
-        if self.calibrate:
+        self.direct_models_: dict[str, dr.DirectQuantileModel] = {}
+        if self.direct:
+            prow, pk = dr.pairs(frame)
+            ptarget = np.log(np.minimum(y, cm._row_ints(frame)[2])[prow] - pk)
+            pframe = frame.iloc[prow].reset_index(drop=True)
+            px = self._design(pframe, zs_oof[prow], pk, self.sigma_)
+            dx = self._direct_x(pframe, zs_oof[prow], pk, base.probs(px))
+            self.choice_ = {b: self.fixed or "direct" for b in K_BUCKETS}
+            if self.calibrate:
+                self._inner_check_direct(base, splits, (x, r, upper, rows), (px, dx, ptarget, prow, pk))
+            for name in DIRECT_VARIANTS:
+                if any(name in c.split("|") for c in self.choice_.values()):
+                    cols = self._direct_cols(name, dx.shape[1])
+                    self.direct_models_[name] = dr.DirectQuantileModel(self.seed).fit(dx[:, cols], ptarget)
+        elif self.calibrate:
             self._inner_check(base, splits, x, r, upper, rows, ks)
         self.nets_ = {"pretrained": base}
-        if "finetuned" in self.choice_.values():
+        if any("finetuned" in c.split("|") for c in self.choice_.values()):
             self.nets_["finetuned"] = pf.finetune(
                 base, x, r, upper, steps=self.finetune_steps, seed=self.seed
             )
         return self
+
+    @staticmethod
+    def _direct_cols(name: str, width: int) -> np.ndarray:
+        return np.arange(width if name == "direct+config" else width - len(cm.CONFIG_FEATURES))
+
+    def _direct_x(
+        self, frame: pd.DataFrame, zs: np.ndarray, k: np.ndarray, pfn_probs: np.ndarray
+    ) -> np.ndarray:
+        """Direct-model inputs: prefix features, zero-shot, pretrained PFN log quantiles, then config."""
+        lz = np.log(np.maximum(zs, 1.0))
+        q = np.log(pf.quantiles_r(pfn_probs, QS))
+        conf = cm.zero_shot_features(frame, extra_probes=False)[cm.CONFIG_FEATURES].to_numpy(dtype=float)
+        return np.column_stack([dr.prefix_matrix(frame, k), lz, lz - np.log1p(k), q, conf])
+
+    def _inner_check_direct(self, base, splits, ft, pairs) -> None:
+        """Nested choices per k bucket with the direct model (outer test never seen).
+
+        On every inner fold (grouped like the outer split, so each training group is held out once),
+        candidates are fitted without the held-out groups: the pretrained PFN, the PFN fine-tuned on
+        the remaining runs, the direct model without and with configuration features, and the
+        log-space mean of each PFN with each direct model. Each is scored by the MAE of
+        min(T, max_epochs) on the held-out (run, k) pairs with k <= CHECK_MAX_K, clipped like a
+        prediction (rule lower bound, max_epochs); per bucket of k the lowest wins, and its conformal
+        (CQR) interval scale is the 80% quantile of the held-out scores.
+        """
+        x, r, upper, rows = ft
+        px, dx, ptarget, prow, pk = pairs
+        lb_gap = np.exp(dx[:, dr.PREFIX_NAMES.index("lb_gap")])  # lower bound - k (>= 1)
+        cap = np.exp(dx[:, dr.PREFIX_NAMES.index("log_budget")])  # max_epochs - k
+        pfns = ["pretrained"] + (["finetuned"] if self.finetune_steps else [])
+        directs = list(DIRECT_VARIANTS)
+        if self.fixed is not None:
+            needed = self.fixed.split("|")
+            pfns, directs = [n for n in pfns if n in needed], [n for n in directs if n in needed]
+        logq: dict[str, list[np.ndarray]] = {}
+        held = []
+        for j, (tr, te) in enumerate(splits):
+            in_tr, in_te = np.isin(rows, tr), np.isin(prow, te) & (pk <= CHECK_MAX_K)
+            p_tr = np.isin(prow, tr)
+            if not in_tr.any() or not in_te.any() or not p_tr.any():
+                continue
+            held.append(np.flatnonzero(in_te))
+            parts = {}
+            for name in pfns:
+                net = base
+                if name == "finetuned":
+                    net = pf.finetune(
+                        base, x[in_tr], r[in_tr], upper[in_tr], self.finetune_steps, seed=self.seed + j
+                    )
+                parts[name] = np.log(pf.quantiles_r(net.probs(px[in_te]), QS))
+            for name in directs:
+                cols = self._direct_cols(name, dx.shape[1])
+                model = dr.DirectQuantileModel(self.seed + j).fit(dx[p_tr][:, cols], ptarget[p_tr])
+                parts[name] = model.predict(dx[in_te][:, cols])
+            for a in pfns:
+                for b in directs:
+                    parts[f"{a}|{b}"] = 0.5 * (parts[a] + parts[b])
+            for name, value in parts.items():
+                logq.setdefault(name, []).append(value)
+        if not held:
+            return
+        idx = np.concatenate(held)
+        bucket = _bucket(pk[idx])
+        truth = np.exp(ptarget[idx])
+        for b in K_BUCKETS:
+            mask = bucket == b
+            if mask.sum() < 5:
+                continue
+            mae = {}
+            for name, values in logq.items():
+                med = np.clip(np.exp(np.concatenate(values)[mask, 1]), lb_gap[idx][mask], cap[idx][mask])
+                mae[name] = float(np.abs(med - truth[mask]).mean())
+            best = self.fixed if self.fixed is not None else min(mae, key=mae.get)
+            self.inner_mae_[b] = mae
+            self.choice_[b] = best
+            score = _cqr_scores(np.concatenate(logq[best])[mask], ptarget[idx][mask], np.log(cap[idx][mask]))
+            self.scale_[b] = float(np.clip(np.quantile(score, 1 - cm.ALPHA), 0.3, 3.0))
 
     def _inner_check(self, base, splits, x, r, upper, rows, ks) -> None:
         """Nested choices per k bucket on inner folds grouped like the outer split (outer test never seen).
@@ -262,16 +384,42 @@ class CurvePriorPredictor:
             probs[rows] = self.nets_[str(name)].probs(x[rows])
         return probs, ks
 
+    def log_quantiles(self, frame: pd.DataFrame, k: int | None = 0) -> tuple[np.ndarray, np.ndarray]:
+        """(log quantiles 10/50/90% of r = min(T, max_epochs) - k before calibration, k per row)."""
+        frame = frame.reset_index(drop=True)
+        if not getattr(self, "direct_models_", None):
+            probs, ks = self.distribution(frame, k)
+            return np.log(pf.quantiles_r(probs, QS)), ks
+        zs = self.zero_shot_.predict(frame)["pred"].to_numpy()
+        pref = cm.prefixes(frame)
+        ks = np.array([len(p) if k is None else min(k, len(p)) for p in pref], dtype=int)
+        x = self._design(frame, zs, ks, self.sigma_)
+        pre = self.nets_["pretrained"].probs(x)
+        dx = self._direct_x(frame, zs, ks, pre)
+        choice = np.array([self.choice_[b] for b in _bucket(ks)])
+        out = np.empty((len(frame), len(QS)))
+        for name in np.unique(choice):
+            rows = choice == name
+            parts = []
+            for part in str(name).split("|"):
+                if part in self.direct_models_:
+                    cols = self._direct_cols(part, dx.shape[1])
+                    parts.append(self.direct_models_[part].predict(dx[rows][:, cols]))
+                else:
+                    probs = pre[rows] if part == "pretrained" else self.nets_[part].probs(x[rows])
+                    parts.append(np.log(pf.quantiles_r(probs, QS)))
+            out[rows] = np.mean(parts, axis=0)
+        return out, ks
+
     def predict(self, frame: pd.DataFrame, k: int | None = 0) -> pd.DataFrame:
         """k=0: zero-shot; k>0: the first k losses of each row's prefix; None: each row's whole prefix."""
         frame = frame.reset_index(drop=True)
-        probs, ks = self.distribution(frame, k)
-        q = pf.quantiles_r(probs, (0.1, 0.5, 0.9))
-        med = np.log(q[:, 1])
+        logq, ks = self.log_quantiles(frame, k)
+        med = logq[:, 1]
         scale = np.array([self.scale_[b] for b in _bucket(ks)])
-        lo = np.exp(med - scale * (med - np.log(q[:, 0])))
-        hi = np.exp(med + scale * (np.log(q[:, 2]) - med))
-        pred, lo, hi = ks + q[:, 1], ks + np.maximum(lo, 1.0), ks + hi
+        lo = np.exp(med - scale * (med - logq[:, 0]))
+        hi = np.exp(med + scale * (logq[:, 2] - med))
+        pred, lo, hi = ks + np.exp(med), ks + np.maximum(lo, 1.0), ks + np.maximum(hi, 1.0)
         patience, min_delta, max_epochs = cm._row_ints(frame)
         for i, p in enumerate(cm.prefixes(frame)):
             if not ks[i]:
@@ -315,7 +463,7 @@ def remaining_epochs(model: CurvePriorPredictor, row: dict, observed_val_loss: S
 
 
 # ----------------------------------------------------------------------------- the cached default
-MODEL_VERSION = "1"  # bump when fitting changes, so cached defaults are refitted
+MODEL_VERSION = "3"  # bump when fitting changes, so cached defaults are refitted
 DEFAULT_SOURCES = ("public", "ours")  # with censoring handled, ours help CAPE LOMO a little: "Variants"
 
 

@@ -1,6 +1,8 @@
 """Held-out results of the curve-prior predictor (issue 14), written to results/convergence/.
 
-    python -m chronos_core.convergence.prior_report        # ~25 min on one core
+    python -m chronos_core.convergence.prior_report        # ~40 min on one core
+    python -m chronos_core.convergence.prior_report --part cape-lomo   # one part (cached; run parts in
+    python -m chronos_core.convergence.prior_report --resume           # parallel, then assemble them)
 
 Writes prior_metrics.csv (table x split x model x k x rows), prior_predictions.csv.gz,
 zero_shot_ablation.csv (censoring, feature sets, CAPE's probe-batch runs as a transfer feature),
@@ -34,13 +36,58 @@ TARGETS = {0: 6.5, 3: 5.0, 5: 4.0, 10: 3.0}  # issue 14: MAE (epochs) on unseen 
 TABLES = {"public: CAPE_Dataset": "cape", "ours": "ours"}
 
 
-def factories(seed: int = 0, pfn: pf.CurvePFN | None = None) -> dict[str, ev.ModelFactory]:
-    """The default curve-prior predictor and the pretrained prior without fine-tuning."""
+def factories(
+    seed: int = 0, pfn: pf.CurvePFN | None = None, variants: bool = False
+) -> dict[str, ev.ModelFactory]:
+    """The default predictor and the pretrained prior alone; with `variants`, the direct model alone."""
     base = pfn or pf.CurvePFN.load()
-    return {
+    out = {
         "curve_prior": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base),
-        "curve_prior_pretrained_only": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base, finetune_steps=0),
+        "curve_prior_pretrained_only": lambda: cpr.CurvePriorPredictor(
+            seed=seed, pfn=base, finetune_steps=0, direct=False
+        ),
     }
+    if variants:  # a-priori designs instead of the nested choice (LOMO only: each costs a fit per fold)
+        out["curve_prior_direct_only"] = lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base, fixed="direct")
+    return out
+
+
+PARTS = (
+    "cape-lomo",
+    "ours-lomo",
+    "cape-cv",
+    "ours-cv",
+    "cape-lodo",
+    "ours-lodo",
+    "cape-lomo-plus",
+    "ours-lomo-plus",
+)
+
+
+def compute_part(
+    part: str, seed: int = 0, ours_path: Path = data.OURS_PATH, force: bool = True
+) -> pd.DataFrame:
+    """One cached part of the report ("cape-lomo", "ours-cv", "cape-lomo-plus", ...); parts run in parallel.
+
+    `-plus` trains the default predictor on each fold's training rows plus every row of the other table.
+    """
+    cape, ours = data.cape_table(), data.ours_table(ours_path)
+    short, scheme, *plus = part.split("-")
+    frame, other = (cape, ours) if short == "cape" else (ours, cape)
+    extra_name = "plus_ours" if short == "cape" else "plus_public"
+    tag = f"prior-s{seed}-{len(cape)}-{len(ours)}-v{cpr.MODEL_VERSION}"
+    if plus:
+        base = pf.CurvePFN.load()
+        models = {f"curve_prior_{extra_name}": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base)}
+        compute = lambda: ev.cross_predict(  # noqa: E731
+            frame, scheme, models, ks=PRIOR_KS, seed=seed, extra_train=other, extra_name=extra_name
+        )
+    else:
+        models = factories(seed, variants=scheme == "lomo")
+        compute = lambda: ev.cross_predict(frame, scheme, models, ks=PRIOR_KS, seed=seed)  # noqa: E731
+    out = _cached(f"{part}-{tag}", compute, force)
+    out["table"] = "public: CAPE_Dataset" if short == "cape" else "ours"
+    return out
 
 
 # ----------------------------------------------------------------------------- zero-shot ablation
@@ -142,51 +189,27 @@ def run_prior_report(
     seed: int = 0,
     force: bool = True,
     schemes: Sequence[str] = ev.SCHEMES,
+    parts: Sequence[str] = PARTS,
 ) -> dict[str, pd.DataFrame]:
-    """Every held-out number of the curve prior; returns the tables by name and writes them."""
+    """Every held-out number of the curve prior; returns the tables by name and writes them.
+
+    `parts`: the parts to include (all by default; leave out the "-plus" ones for a shorter run).
+    """
     out_dir.mkdir(parents=True, exist_ok=True)
     cape, ours = data.cape_table(), data.ours_table(ours_path)
-    frames = {"public: CAPE_Dataset": (cape, ours, "plus_ours"), "ours": (ours, cape, "plus_public")}
     tag = f"prior-s{seed}-{len(cape)}-{len(ours)}"
     preds, summaries, seconds = [], [], {}
-    for table, (frame, other, extra_name) in frames.items():
-        for scheme in schemes:
-            t0 = time.perf_counter()
-            part = _cached(
-                f"{TABLES[table]}-{scheme}-{tag}",
-                lambda frame=frame, other=other, extra_name=extra_name, scheme=scheme: ev.cross_predict(
-                    frame,
-                    scheme,
-                    factories(seed),
-                    ks=PRIOR_KS,
-                    seed=seed,
-                    extra_train=other if scheme == "lomo" else None,
-                    extra_name=extra_name,
-                ),
-                force,
-            )
-            seconds[f"{TABLES[table]}-{scheme}"] = time.perf_counter() - t0
-            part["table"] = table
-            summary = ev.summarize(part, ks=PRIOR_KS)
-            summary.insert(0, "table", table)
-            preds.append(part)
-            summaries.append(summary)
-            log.info("%s %s: %.0f s", table, scheme, seconds[f"{TABLES[table]}-{scheme}"])
-    base = pf.CurvePFN.load()
-    always = {
-        "curve_prior_always_finetune": lambda: cpr.CurvePriorPredictor(seed=seed, pfn=base, choose=False)
-    }
-    for table, (frame, _, _) in frames.items():  # the a-priori design: fine-tune in every fold (LOMO)
-        part = _cached(
-            f"{TABLES[table]}-lomo-always-{tag}",
-            lambda frame=frame: ev.cross_predict(frame, "lomo", always, ks=PRIOR_KS, seed=seed),
-            force,
-        )
-        part["table"] = table
-        summary = ev.summarize(part, ks=PRIOR_KS)
-        summary.insert(0, "table", table)
-        preds.append(part)
+    for part in parts:
+        if part.split("-")[1] not in schemes:
+            continue
+        t0 = time.perf_counter()
+        frame = compute_part(part, seed, ours_path, force)
+        seconds[part] = time.perf_counter() - t0
+        summary = ev.summarize(frame, ks=PRIOR_KS)
+        summary.insert(0, "table", frame["table"].iloc[0])
+        preds.append(frame)
         summaries.append(summary)
+        log.info("%s: %.0f s", part, seconds[part])
     metrics = pd.concat(summaries, ignore_index=True)
     metrics.to_csv(out_dir / "prior_metrics.csv", index=False)
     all_preds = pd.concat(preds, ignore_index=True)
@@ -201,9 +224,50 @@ def run_prior_report(
     ablation.to_csv(out_dir / "zero_shot_ablation.csv", index=False)
     src = sources(cape, ours)
     src.to_csv(out_dir / "sources.csv", index=False)
-    tables = {"metrics": metrics, "ablation": ablation, "sources": src}
+    same = same_rows(all_preds)
+    same.to_csv(out_dir / "prior_same_rows.csv", index=False)
+    floor = seed_floor(ours)
+    floor.to_csv(out_dir / "prior_noise_floor.csv", index=False)
+    tables = {"metrics": metrics, "ablation": ablation, "sources": src, "same_rows": same, "floor": floor}
     (out_dir / "prior_summary.md").write_text(prior_markdown(tables, out_dir))
     return tables
+
+
+def same_rows(preds: pd.DataFrame, model: str = "curve_prior", at: int = 10) -> pd.DataFrame:
+    """MAE at every k on one set of rows (LOMO, open at `at`): is k=10 worse than k=5, or are its rows?"""
+    sub = preds[(preds.model == model) & (preds.scheme == "lomo") & preds[f"open_{at}"]]
+    rows = []
+    for (table, k), grp in sub.groupby(["table", "k"]):
+        mae = float((grp.pred - grp.y).abs().mean())
+        rows.append(
+            {"table": table, "rows": f"open@{at}", "k": k, "n": len(grp), "MAE": mae,
+             "median_y": float(grp.y.median()), "max_y": float(grp.y.max())}
+        )  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def seed_floor(ours: pd.DataFrame, ks: Sequence[int] = (0, 3, 5, 10)) -> pd.DataFrame:
+    """Noise floor from repeated seeds: MAE of a run's min(T, max_epochs) from the mean of its other seeds.
+
+    At k > 0 only runs open at k whose other seeds are also open at k count (same configuration, same
+    rule): what is left to predict once the configuration is known exactly and the prefix says nothing.
+    """
+    frame = ours.reset_index(drop=True)
+    y = np.minimum(frame["T_conv"].to_numpy(float), frame["max_epochs"].to_numpy(float))
+    rows = []
+    for k in ks:
+        open_k = ev._open_at(frame, k) if k else np.ones(len(frame), bool)
+        errors = []
+        for _, idx in frame[open_k].groupby("config").indices.items():
+            pos = np.flatnonzero(open_k)[idx]
+            if len(pos) < 2:
+                continue
+            for i in pos:
+                errors.append(abs(y[i] - y[pos[pos != i]].mean()))
+        rows.append(
+            {"table": "ours", "k": k, "runs": len(errors), "leave_one_seed_out_MAE": float(np.mean(errors))}
+        )
+    return pd.DataFrame(rows)
 
 
 def headline(metrics: pd.DataFrame, model: str = "curve_prior") -> pd.DataFrame:
@@ -267,7 +331,7 @@ def prior_markdown(tables: dict[str, pd.DataFrame], out_dir: Path = RESULTS_DIR)
     extra = extra[extra.scheme == "lomo"]
     lines += [
         "",
-        "## Variants (LOMO): pretrained prior only, fine-tuned in every fold, trained with the other source",
+        "## Variants (LOMO): pretrained PFN only, the direct model at every k, trained with the other source",
         "",
         extra.pivot_table(index=["table", "model"], columns="k", values="MAE").round(2).to_markdown(),
         "",
@@ -279,6 +343,14 @@ def prior_markdown(tables: dict[str, pd.DataFrame], out_dir: Path = RESULTS_DIR)
         "## Zero-shot ablation (MAE of min(T, max_epochs); dMAE: 90% bootstrap vs the default)",
         "",
         ab.to_markdown(index=False),
+        "",
+        "## Is k=10 worse than k=5? The same rows (LOMO, open at 10) at every k",
+        "",
+        tables["same_rows"].round(2).to_markdown(index=False),
+        "",
+        "## Noise floor from repeated seeds (ours: 3 seeds per configuration)",
+        "",
+        tables["floor"].round(2).to_markdown(index=False),
         "",
         "## Public runs vs ours",
         "",
@@ -303,12 +375,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=RESULTS_DIR)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--resume", action="store_true", help="reuse parts cached by an earlier run")
+    parser.add_argument("--part", choices=PARTS, action="append", help="compute (and cache) only these parts")
+    parser.add_argument("--no-plus", action="store_true", help="leave out the parts trained on both sources")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
     import torch
 
     torch.set_num_threads(1)
-    run_prior_report(args.out, seed=args.seed, force=not args.resume)
+    if args.part:
+        for part in args.part:
+            compute_part(part, args.seed, force=not args.resume)
+        return 0
+    parts = [p for p in PARTS if not (args.no_plus and p.endswith("-plus"))]
+    run_prior_report(args.out, seed=args.seed, force=not args.resume, parts=parts)
     return 0
 
 
