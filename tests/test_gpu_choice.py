@@ -43,7 +43,7 @@ def test_point_estimates_and_deadline():
     ranked, best = plan_finetune(table(), epochs=2, budget_usd=4.0, deadline_h=1.0)
     why = ranked.set_index("gpu")["why_not"]
     assert best is None and why["H100"] == "over budget ($4.50 > $4.00)"
-    assert why["A100"] == "past the deadline (3.0 h > 1 h)"
+    assert why["A100"] == "past the deadline (3.00 h > 1 h)"
     ranked, best = plan_finetune(table(), epochs=2, budget_usd=100.0, deadline_h=2.0)
     assert best["gpu"] == "H100" and ranked.set_index("gpu").loc["A100", "why_not"].startswith("past the")
 
