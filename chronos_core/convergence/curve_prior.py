@@ -192,15 +192,7 @@ class CurvePriorPredictor:
         """Every (row, k) with the run still open at k: inputs and the interval r must fall in."""
         y = cm._target(frame)
         cens = censored(frame) if self.censor else np.zeros(len(frame), bool)
-        patience, min_delta, _ = cm._row_ints(frame)
-        rows, ks = [], []
-        for i, p in enumerate(cm.prefixes(frame)):
-            for k in FINETUNE_KS:
-                if k >= y[i] or len(p) < k or (k and not cm._open(p[:k], patience[i], min_delta[i])):
-                    continue
-                rows.append(i)
-                ks.append(k)
-        rows_a, ks_a = np.asarray(rows), np.asarray(ks)
+        rows_a, ks_a = dr.pairs(frame, FINETUNE_KS, y)
         x = self._design(frame.iloc[rows_a], zs[rows_a], ks_a, sigma)
         r = y[rows_a] - ks_a
         upper = np.where(cens[rows_a], np.inf, r)

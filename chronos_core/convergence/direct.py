@@ -83,10 +83,14 @@ def prefix_matrix(frame: pd.DataFrame, ks: np.ndarray) -> np.ndarray:
     )
 
 
-def pairs(frame: pd.DataFrame, ks: Sequence[int] = PAIR_KS) -> tuple[np.ndarray, np.ndarray]:
-    """(row, k) of every training pair: prefix long enough, run still open at k and not yet ended."""
-    y = np.minimum(cm._target(frame), cm._row_ints(frame)[2])
-    patience, min_delta, _ = cm._row_ints(frame)
+def pairs(
+    frame: pd.DataFrame, ks: Sequence[int] = PAIR_KS, y: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(row, k) of every training pair: prefix long enough, run still open at k and not yet ended (k
+    below `y`, the run lengths; default min(T, max_epochs))."""
+    patience, min_delta, max_epochs = cm._row_ints(frame)
+    if y is None:
+        y = np.minimum(cm._target(frame), max_epochs)
     rows, out_k = [], []
     for i, p in enumerate(cm.prefixes(frame)):
         for k in ks:

@@ -67,7 +67,6 @@ from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode, _len_torch_dispatch_stack
 
 from chronos_core.catalog.datasets import Datasets
-from chronos_core.catalog.models import Models
 from chronos_core.errors import ChronosError
 from chronos_core.features import opgraph as og
 
@@ -234,29 +233,14 @@ def _named_step(
     attn: str,
     train: bool,
 ) -> og.Step:
+    """opgraph's step of a named model (Hugging Face models built once per configuration)."""
     kind, name, digest = key
-    targets = torch.zeros(batch, dtype=torch.long, device="meta")
-    if kind in ("hf", "config"):
-        module = _built_hf(kind, name, digest, attn)
-        if seq_len is None and dataset is not None:
-            seq_len = Datasets.get(dataset).seq_len
-        inputs = og._hf_inputs(module, batch, seq_len, train)
-        return og.Step(module, lambda: module(**inputs), list(module.parameters()), None, True)
-    if kind == "timm":
-        module, shape = og._build_timm(name, input_shape, dataset)
-        x = torch.empty((batch, *shape), device="meta")
-        return og.Step(module, lambda: module(x), list(module.parameters()), targets)
-    spec = Models.get(name)
-    if spec.framework != "torch":
-        raise ChronosError(f"model {name} is a {spec.framework} model; memory is estimated for torch models")
-    data = spec.dataset(dataset)
-    if input_shape is not None:
-        data = data.with_input_shape(input_shape)
-    elif seq_len is not None and data.modality in ("text", "sequence"):
-        data = data.with_input_shape((seq_len, *data.input_shape[1:]))
-    module = og._build_on_meta(lambda: spec.build(data, **kwargs))
-    x = spec.example_input(data, batch_size=batch, device="meta", **kwargs)
-    return og.Step(module, lambda: module(x), list(module.parameters()), targets)
+    model = {"hf": f"hf:{name}", "timm": f"timm:{name}"}.get(kind, name)
+    return og.build_step(
+        model, batch_size=batch, seq_len=seq_len, input_shape=input_shape, attn_implementation=attn,
+        dataset=dataset, train=train, model_kwargs=kwargs,
+        build_hf=lambda _path, attn_: _built_hf(kind, name, digest, attn_),
+    )  # fmt: skip
 
 
 @functools.lru_cache(maxsize=256)
@@ -449,14 +433,9 @@ def _simulate(
             f"simulating {type(module).__name__}'s memory failed: {type(error).__name__}: {error}"
         ) from None
     finally:
-        for m, flag in training.items():
-            m.training = flag
-        for p in step.params:
-            p.grad = None
         for p, data in originals.items():
             p.data = data
-        for undo in step.restore:
-            undo()
+        step.reset(training)
     tracker.live.clear()  # drop the weak references: later releases are not this step's
     return _account(
         tracker, label, batch, (precision, optimizer, attn, mode, recipe),

@@ -958,6 +958,16 @@ class Step:
     hf: bool = False
     restore: list[Callable[[], None]] = field(default_factory=list)
 
+    def reset(self, training: dict[nn.Module, bool]) -> None:
+        """Undo what tracing or simulating the step changed: train/eval flags (`training`: each
+        module's flag before), the meta gradients, and the step's own patches (`restore`)."""
+        for m, flag in training.items():
+            m.training = flag
+        for p in self.params:
+            p.grad = None
+        for undo in self.restore:
+            undo()
+
 
 def loss_of(output: Any, targets: torch.Tensor | None) -> torch.Tensor:
     """The training loss: HF's own `.loss`; cross-entropy for [batch, classes] logits; else the mean."""
@@ -1016,12 +1026,7 @@ def _run_step(step: Step, precision: str, optimizer: str, mode: str, attn: str) 
             f"tracing {type(module).__name__} failed: {type(error).__name__}: {error}"
         ) from None
     finally:
-        for m, flag in training.items():
-            m.training = flag
-        for p in step.params:
-            p.grad = None
-        for undo in step.restore:
-            undo()
+        step.reset(training)
 
 
 def _optimizer(name: str, params: list[torch.Tensor]) -> torch.optim.Optimizer:
@@ -1279,13 +1284,18 @@ def build_step(
     attn_implementation: str = "sdpa",
     dataset: str | None = None,
     train: bool = True,
+    model_kwargs: dict[str, Any] | None = None,
+    build_hf: Callable[[Path, str], nn.Module] | None = None,
 ) -> Step:
-    """Build a string model on meta with its example batch (what `trace_step` traces)."""
+    """Build a string model on meta with its example batch (what `trace_step` traces).
+
+    `model_kwargs` go to a zoo model's builder; `build_hf(config_path, attn)` replaces the Hugging
+    Face builder (e.g. a cached one)."""
     kind, name, _ = _model_key(model)
     attn = attn_implementation
     if kind in ("hf", "config"):
         path = HF_CONFIG_DIR / f"{name}.json" if kind == "hf" else Path(name)
-        module = _build_hf(path, attn)
+        module = (build_hf or _build_hf)(path, attn)
         if seq_len is None and dataset is not None:
             seq_len = Datasets.get(dataset).seq_len
         inputs = _hf_inputs(module, batch_size, seq_len, train)
@@ -1296,14 +1306,15 @@ def build_step(
     else:
         spec = Models.get(name)
         if spec.framework != "torch":
-            raise ChronosError(f"model {name} is a {spec.framework} model; trace_step traces torch models")
+            raise ChronosError(f"model {name} is a {spec.framework} model; only torch models are traced")
         data = spec.dataset(dataset)
         if input_shape is not None:
             data = data.with_input_shape(input_shape)
         elif seq_len is not None and data.modality in ("text", "sequence"):
             data = data.with_input_shape((seq_len, *data.input_shape[1:]))
-        module = _build_on_meta(lambda: spec.build(data))
-        x = spec.example_input(data, batch_size=batch_size, device="meta")
+        kwargs = dict(model_kwargs or {})
+        module = _build_on_meta(lambda: spec.build(data, **kwargs))
+        x = spec.example_input(data, batch_size=batch_size, device="meta", **kwargs)
     targets = torch.zeros(batch_size, dtype=torch.long, device="meta")
     return Step(module, lambda: module(x), list(module.parameters()), targets)
 
