@@ -91,3 +91,35 @@ def test_cli_predict_answers_again_without_the_predictor(cache, monkeypatch, cap
     assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "cpu", "--json"]) == 0
     assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "cpu", "--json"]) == 0
     assert len(made) == 4  # measured here: never cached
+
+
+def test_a_cached_answer_imports_neither_torch_nor_xgboost(cache, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from chronos_core import api_cli
+from chronos_core.cli import main
+
+class Fake:
+    def summary(self):
+        e = {"value": 10.0, "lo": 8.0, "hi": 12.0}
+        t = {**e, "cost_usd": 1.0, "cost_usd_lo": 0.5, "cost_usd_hi": 2.0}
+        return {"model": "VGG16", "dataset": "CIFAR100", "gpu": "T4", "batch_size": 32,
+                "precision": 16, "optimizer": "SGD", "learning_rate": 0.001, "steps_per_epoch": 1563,
+                "time_source": "predicted", "epoch_time_s": e, "epochs": e, "total_time_s": t,
+                "price_per_hr_usd": 0.28}
+
+argv = ["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "T4"]
+if sys.argv[1] == "fill":
+    api_cli._predictor = lambda args, gpu: Fake()
+main(argv)
+print("IMPORTED", sorted(m for m in ("torch", "xgboost", "sklearn") if m in sys.modules))
+"""
+    env = {**os.environ, "CHRONOS_CACHE_DIR": str(tmp_path), "CHRONOS_PREDICTION_CACHE": "1"}
+    for stage in ("fill", "read"):
+        done = subprocess.run([sys.executable, "-c", script, stage], env=env, capture_output=True, text=True)
+        assert done.returncode == 0, done.stderr
+    assert "epoch time" in done.stdout and "IMPORTED []" in done.stdout
