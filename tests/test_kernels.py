@@ -10,8 +10,11 @@ from chronos_core.data import kernels as kdata
 from chronos_core.data import registry
 from chronos_core.predict import kernel_eval
 from chronos_core.predict.kernels import (
+    Correction,
     KernelModel,
     fit_correction,
+    fit_floor_correction,
+    kernel_body,
     kernel_features,
     measured_floor,
     ops_frame,
@@ -144,6 +147,46 @@ def test_fit_correction_recovers_level_and_slope():
     assert corr.a == pytest.approx(0.3, abs=1e-6) and corr.b == pytest.approx(0.1, abs=1e-6)
     assert fit_correction(x[:8], 0.3 + 0.1 * (x[:8] - 3)).b == 0.0  # a calibration's few kernels: level only
     assert fit_correction(np.array([]), np.array([])).a == 0.0
+
+
+def test_floor_aware_calibration_recovers_scale_and_floor():
+    """A device whose times are 0.7 x the model's kernel time + a 5 us floor: a handful of kernels
+    recover both, and predict the rest far better than a level alone."""
+    floor = np.full(40, 0.025)
+    t_roof = np.geomspace(1e-4, 2.0, 40)
+    t_model = 1.3 * (t_roof + floor)
+    truth = 0.7 * kernel_body(t_model, t_roof, floor, "sub") + 0.005
+    pick = np.linspace(0, 39, 8).round().astype(int)
+    args = (t_model[pick], t_roof[pick], floor[pick], np.log(t_roof[pick] * 1e3))
+    corr = fit_floor_correction(truth[pick], *args)
+    assert corr.body == "sub"
+    assert corr.scale == pytest.approx(0.7, rel=0.05) and corr.floor_ms == pytest.approx(0.005, rel=0.1)
+    err = lambda pred: np.mean(np.abs(pred - truth) / truth)  # noqa: E731
+    floor_aware = err(corr.apply(t_model, t_roof, floor, np.log(t_roof * 1e3)))
+    level_only = err(t_model * np.exp(fit_correction(args[3], np.log(truth[pick] / t_model[pick])).a))
+    assert floor_aware < 0.03 and floor_aware < level_only / 3
+    large = t_roof > 0.5  # all calibration kernels large: the floor is not identifiable, a level only
+    assert (
+        fit_floor_correction(truth[large], t_model[large], t_roof[large], floor[large], t_roof[large]).body
+        == ""
+    )
+
+
+def test_calibration_of_device_side_timings_drops_the_framework_floor():
+    """Timings of the kernel alone (no ~20 us framework call, like XLA's): the model's floor term goes."""
+    train = pd.concat([_synthetic(d, seed=i) for i, d in enumerate(("T4", "V100-PCIe-32GB"))])
+    model = KernelModel(n_estimators=60, max_depth=4, families=("gemm", "elementwise")).fit(
+        train.reset_index(drop=True)
+    )
+    device = _synthetic("A100-PCIe-40GB", seed=9)
+    device["latency_ms"] = 0.7 * (device["latency_ms"] - 0.02) + 0.005  # the kernel alone, 5 us floor
+    tuned = model.without_calibration().calibrate(kernel_eval.calibration_sample(device))
+    corr = tuned.corrections_[("A100-PCIe-40GB", "gemm")]
+    assert corr.body == "share" and 0 < corr.floor_ms < 0.02
+    level = tuned.without_calibration()
+    level.corrections_ = {key: Correction(c.a, c.b, c.center, c.n) for key, c in tuned.corrections_.items()}
+    err = lambda m: np.mean(np.abs(m.predict(device) - device["latency_ms"]) / device["latency_ms"])  # noqa: E731
+    assert err(tuned) < err(level)
 
 
 def test_floor_and_training_rows_and_calibration_sample():

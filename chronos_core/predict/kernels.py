@@ -10,7 +10,9 @@ working set over L2, elements per SM, and the shape. No feature names a GPU, and
 (kernel name, grid, warps) is read: none is known before running.
 
 A device profile (`chronos calibrate`, or a handful of the GPU's kernels) corrects the efficiency
-per family with a robust line in log t_roof; without one the datasheet is all there is.
+per family: a table of many kernels with a robust line in log t_roof, a handful with a level on the
+kernel's own time plus an additive per-call floor (`fit_floor_correction`); without one the datasheet is
+all there is.
 Tensor-core precisions (tf32, fp16, bf16) use the tensor peak of that precision; the efficiency
 learned on fp32 SIMT kernels carries over (checked on XLA's B200 table in notebook 08).
 """
@@ -42,6 +44,11 @@ _TINY = 1e-12
 # NeuSight's five GPUs (their smallest calls take 20-30 us with the framework's dispatch included).
 DEFAULT_FLOOR_MS = 0.025
 MIN_POINTS_FOR_SLOPE = 50
+# A profile whose launch floor is under this share of the training floor timed kernels on the device
+# alone (no framework call in them, e.g. XLA's B200 table).
+DEVICE_SIDE_FLOOR_SHARE = 0.5
+# The additive floor is fitted only when the calibration kernels span this ratio of latencies.
+MIN_FLOOR_SPAN = 4.0
 
 GEMM_FEATURES = (
     "log_roof_over_floor",
@@ -218,15 +225,43 @@ def kernel_features(
 
 @dataclass
 class Correction:
-    """log(t_measured / t_model) = a + b * (log_t_roof_us - center), fitted on a device's profile."""
+    """log(t_measured / t_model) = a + b * (log_t_roof_us - center), fitted on a device's profile.
+
+    With `body` set ("sub" or "share", see `kernel_body`) it is floor-aware instead:
+    t = scale * kernel_body + floor_ms (`a` keeps the level-only fit of the same points).
+    """
 
     a: float
     b: float = 0.0
     center: float = 0.0
     n: int = 0
+    scale: float = 1.0
+    floor_ms: float = 0.0
+    body: str = ""
 
     def __call__(self, log_t_roof_us: np.ndarray) -> np.ndarray:
         return self.a + self.b * (np.asarray(log_t_roof_us, float) - self.center)
+
+    def apply(
+        self, t_model: np.ndarray, t_roof: np.ndarray, floor: np.ndarray, log_t_roof_us: np.ndarray
+    ) -> np.ndarray:
+        """Corrected times (ms) from the model's times, roofline times and launch floors (ms)."""
+        if not self.body:
+            return np.asarray(t_model, float) * np.exp(self(log_t_roof_us))
+        return self.scale * kernel_body(t_model, t_roof, floor, self.body) + self.floor_ms
+
+
+def kernel_body(t_model: np.ndarray, t_roof: np.ndarray, floor: np.ndarray, how: str) -> np.ndarray:
+    """The kernel's own (above-floor) part of a model time (ms).
+
+    "sub": the model time less the launch floor, at least the roofline (timings with a framework call,
+    like the training tables). "share": the efficiency times the roofline, t_model * t_roof / (t_roof +
+    floor) (device-side timings, where the model's whole floor term is a call that is not there).
+    """
+    t_model, t_roof, floor = (np.asarray(v, float) for v in (t_model, t_roof, floor))
+    if how == "share":
+        return t_model * t_roof / np.maximum(t_roof + floor, _TINY)
+    return np.maximum(t_model - floor, t_roof)
 
 
 def fit_correction(log_t_roof_us: np.ndarray, log_ratio: np.ndarray, shrink: float = 8.0) -> Correction:
@@ -245,6 +280,58 @@ def fit_correction(log_t_roof_us: np.ndarray, log_ratio: np.ndarray, shrink: flo
     b = float(np.sum(xc * (y - a)) / (np.sum(xc**2) + shrink))
     a = float(np.median(y - b * xc))
     return Correction(a, b, center, len(y))
+
+
+def _fit_scale_floor(t: np.ndarray, body: np.ndarray) -> tuple[float, float]:
+    """(scale, floor) minimising the mean |log t - log(scale * body + floor)|, scale > 0, floor >= 0
+    (grid search: the floor up to the fastest kernel, the log scale around the median ratio)."""
+    log_t, body = np.log(t), np.maximum(body, _TINY)
+    best = (np.inf, 0.0, 0.0)
+    for floor in np.concatenate([[0.0], np.geomspace(1e-3, 0.995, 60) * t.min()]):
+        center = float(np.median(np.log(np.maximum(t - floor, _TINY)) - np.log(body)))
+        for width, num in ((3.0, 241), (0.03, 61)):
+            grid = center + np.linspace(-width, width, num)
+            loss = np.mean(np.abs(log_t[None, :] - np.log(np.exp(grid)[:, None] * body[None, :] + floor)), 1)
+            center = float(grid[np.argmin(loss)])
+        if loss.min() < best[0]:
+            best = (float(loss.min()), center, float(floor))
+    return float(np.exp(best[1])), best[2]
+
+
+def fit_floor_correction(
+    latency: np.ndarray,
+    t_model: np.ndarray,
+    t_roof: np.ndarray,
+    floor: np.ndarray,
+    log_t_roof_us: np.ndarray,
+    device_side: bool = False,
+) -> Correction:
+    """A calibration's few kernels: t = scale * kernel_body + floor_ms, fitted robustly in log error.
+
+    Falls back to the level-only `fit_correction` when the floor is not identifiable (fewer than 3
+    kernels, or latencies spanning less than MIN_FLOOR_SPAN), and, for timings that carry a framework
+    call like the training tables ("sub" body), when leaving each kernel out in turn predicts it worse
+    than the level does. Device-side timings (`device_side`) drop the model's floor term ("share" body).
+    """
+    t, tm, tr, fl, x = (np.asarray(v, float) for v in (latency, t_model, t_roof, floor, log_t_roof_us))
+    ok = np.isfinite(t) & np.isfinite(tm) & np.isfinite(tr) & np.isfinite(fl) & (t > 0) & (tm > 0)
+    t, tm, tr, fl, x = t[ok], tm[ok], tr[ok], fl[ok], x[ok]
+    level = fit_correction(x, np.log(t) - np.log(tm))
+    if len(t) < 3 or len(t) >= MIN_POINTS_FOR_SLOPE or t.max() < MIN_FLOOR_SPAN * t.min():
+        return level
+    how = "share" if device_side else "sub"
+    body = kernel_body(tm, tr, fl, how)
+    scale, floor_ms = _fit_scale_floor(t, body)
+    corr = Correction(level.a, 0.0, level.center, len(t), scale, floor_ms, how)
+    if device_side:
+        return corr
+    err_level, err_floor = 0.0, 0.0
+    for i in range(len(t)):
+        rest = np.arange(len(t)) != i
+        err_level += abs(np.log(t[i] / tm[i]) - np.median(np.log(t[rest] / tm[rest])))
+        s, f = _fit_scale_floor(t[rest], body[rest])
+        err_floor += abs(np.log(t[i]) - np.log(s * body[i] + f))
+    return corr if err_floor < err_level else level
 
 
 @dataclass
@@ -326,19 +413,19 @@ class KernelModel:
 
     def _predict_rows(self, rows: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None) -> np.ndarray:
         feats = kernel_features(rows, specs, self._floors(rows))
-        log_t = _log_base(feats) + self.log_efficiency(rows, feats)
-        if self.corrections_:
-            log_t = log_t + self._corrections(rows, feats)
-        return np.exp(log_t)
+        t = np.exp(_log_base(feats) + self.log_efficiency(rows, feats))
+        return self._corrected(rows, feats, t) if self.corrections_ else t
 
-    def _corrections(self, rows: pd.DataFrame, feats: pd.DataFrame) -> np.ndarray:
-        out = np.zeros(len(rows))
-        keys = list(zip(rows["device"].astype(str), rows["family"], strict=True))
-        x = feats["log_t_roof_us"].to_numpy()
-        for i, (dev, fam) in enumerate(keys):
-            corr = self.corrections_.get((dev, fam)) or self.corrections_.get((dev, _fallback(fam)))
+    def _corrected(self, rows: pd.DataFrame, feats: pd.DataFrame, t: np.ndarray) -> np.ndarray:
+        out = t.copy()
+        dev, fam = rows["device"].astype(str).to_numpy(), rows["family"].to_numpy()
+        cols = (feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us"))
+        t_roof, floor, x = cols
+        for d, f in set(zip(dev, fam, strict=True)):
+            corr = self.corrections_.get((d, f)) or self.corrections_.get((d, _fallback(f)))
             if corr is not None:
-                out[i] = corr(x[i])
+                m = (dev == d) & (fam == f)
+                out[m] = corr.apply(t[m], t_roof[m], floor[m], x[m])
         return out
 
     def calibrate(self, profile: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> KernelModel:
@@ -349,14 +436,18 @@ class KernelModel:
             # no launch probe in the profile: the floor cannot exceed its fastest kernel
             fallback = min(self.default_floor_, float(part["latency_ms"].min()))
             self.floors_[dev] = measured_floor(part, default=fallback)
-        saved, self.corrections_ = self.corrections_, {}
         feats = kernel_features(profile, specs, self._floors(profile))
-        log_model = _log_base(feats) + self.log_efficiency(profile, feats)
-        resid = np.log(profile["latency_ms"].to_numpy(float)) - log_model
-        self.corrections_ = saved
+        t_model = np.exp(_log_base(feats) + self.log_efficiency(profile, feats))
+        latency = profile["latency_ms"].to_numpy(float)
+        cols = [feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us")]
         for (dev, fam), idx in profile.groupby([profile["device"].astype(str), "family"]).groups.items():
             pos = profile.index.get_indexer(idx)
-            self.corrections_[(dev, fam)] = fit_correction(feats["log_t_roof_us"].to_numpy()[pos], resid[pos])
+            if len(pos) >= MIN_POINTS_FOR_SLOPE:  # a table: a level and a trend in log t_roof
+                corr = fit_correction(cols[2][pos], np.log(latency[pos] / t_model[pos]))
+            else:  # a calibration's handful: a level on the kernel's own time and the per-call floor
+                side = self.floors_[dev] < DEVICE_SIDE_FLOOR_SHARE * self.default_floor_
+                corr = fit_floor_correction(latency[pos], t_model[pos], *(c[pos] for c in cols), side)
+            self.corrections_[(dev, fam)] = corr
         return self
 
     def without_calibration(self) -> KernelModel:
