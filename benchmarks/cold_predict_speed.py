@@ -51,7 +51,8 @@ def main(repeats: int = REPEATS) -> pd.DataFrame:
             for _ in range(repeats):
                 torch_s.append(_run(["-c", "import torch, torchvision"], env))
                 predict_s.append(_run(PREDICT + request, env))
-            rows.append({"what": "python -c 'import torch, torchvision'", "median_s": statistics.median(torch_s)})
+            torch_label = "python -c 'import torch, torchvision'"
+            rows.append({"what": torch_label, "median_s": statistics.median(torch_s)})
             rows.append({"what": f"chronos predict {label}, after one earlier run",
                          "median_s": statistics.median(predict_s)})  # fmt: skip
         new = ["--model", "resnet18", "--gpu", "A100", "--batch-size", "64"]
