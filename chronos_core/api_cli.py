@@ -86,7 +86,7 @@ _REQUEST_FIELDS = ("model", "dataset", "seq_len", "batch_size", "precision", "op
 def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
     """{"summary": ...} or {"does_not_fit": line, "need_gb", "have_gb"} for one GPU, from the disk cache
     of answers already given when the same request was answered by the same code and data
-    (`chronos_core.prediction_cache`: no torch, no xgboost); a run measured here is never cached."""
+    (`chronos_core.prediction_cache`: no torch, no xgboost); a run on this machine's CPU is never reused."""
     from chronos_core.prediction_cache import cached
 
     def compute() -> dict[str, Any]:
@@ -97,9 +97,9 @@ def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
         except DoesNotFit as exc:
             return {"does_not_fit": str(exc), "need_gb": exc.need_gb, "have_gb": exc.have_gb}
 
-    measured_here = gpu.strip().lower() in ("cpu", "local", "localhost") and not args.no_measure
+    on_this_cpu = gpu.strip().lower() in ("cpu", "local", "localhost")  # measured, or this machine's specs
     request = {field: getattr(args, field, None) for field in _REQUEST_FIELDS} | {"gpu": gpu}
-    return cached("predict", request, compute, use=not (measured_here or getattr(args, "no_cache", False)))
+    return cached("predict", request, compute, use=not (on_this_cpu or getattr(args, "no_cache", False)))
 
 
 def _cmd_predict(args: argparse.Namespace) -> int:
