@@ -765,6 +765,41 @@ class TrainingTimePredictor:
         cap = float(self.max_epochs)
         return Estimate(min(out["pred"], cap), min(out["lo"], cap), min(out["hi"], cap), "epochs")
 
+    def predict_remaining(self, observed_val_loss: Sequence[float]) -> dict[str, Any]:
+        """Re-plan a running job from the validation losses of its finished epochs: the epochs still to
+        come, their time and cost (80% intervals), and whether early stopping has already fired."""
+        from chronos_core.convergence.curve_prior import default_curve_prior, remaining_epochs
+        from chronos_core.convergence.data import parse_prefix
+
+        losses = parse_prefix(list(observed_val_loss), where="observed_val_loss")
+        if not losses:
+            raise ChronosError("observed_val_loss: give the validation loss of at least one finished epoch")
+        if len(losses) > self.max_epochs:
+            raise ChronosError(
+                f"observed_val_loss has {len(losses)} epochs, more than max_epochs {self.max_epochs}"
+            )
+        left = remaining_epochs(default_curve_prior(), self.convergence_row(), losses)
+        if left["finished"]:
+            left.update(remaining=0.0, remaining_lo=0.0, remaining_hi=0.0)
+        cap = float(self.max_epochs - len(losses))
+        epochs = Estimate(min(left["remaining"], cap), min(left["remaining_lo"], cap),
+                          min(left["remaining_hi"], cap), "epochs")  # fmt: skip
+        epoch = self.predict_epoch_time()  # ends multiplied: an interval that may reach 0 epochs stays sound
+        seconds = Estimate(float(epoch) * float(epochs), epoch.lo * epochs.lo, epoch.hi * epochs.hi, "s")
+        price = float(self.gpu.price_per_hr_usd)
+        per_s = price / 3600.0 if price > 0 else math.nan
+        return {
+            "epochs_seen": len(losses),
+            "finished": left["finished"],
+            "remaining_epochs": epochs.as_dict(),
+            "remaining_time_s": seconds.as_dict(),
+            "remaining_cost_usd": {
+                "value": float(seconds) * per_s,
+                "lo": seconds.lo * per_s,
+                "hi": seconds.hi * per_s,
+            },  # fmt: skip
+        }
+
     # ------------------------------------------------------------------ total
     def predict_total_time(self) -> TotalTime:
         """Seconds to convergence (epochs x epoch time) with .cost_usd from the GPU's $/hr (NaN if none)."""

@@ -23,6 +23,25 @@ from typing import Any
 from chronos_core.validation import arg, finite_float, non_negative_float, positive_float, positive_int
 
 
+def loss_list(name: str, text: str) -> list[float]:
+    """'4.2,3.6,3.3' (commas or spaces) -> finite losses, else one line naming the bad entry."""
+    from chronos_core.errors import ChronosError
+
+    parts = [part for part in text.replace(",", " ").split() if part]
+    if not parts:
+        raise ChronosError(f"{name}: give the finished epochs' validation losses, e.g. 4.2,3.6,3.3")
+    values = []
+    for i, part in enumerate(parts):
+        try:
+            value = float(part)
+        except ValueError:
+            value = math.nan
+        if not math.isfinite(value):
+            raise ChronosError(f"{name}: entry {i + 1} {part!r} is not a finite number (e.g. 4.2,3.6,3.3)")
+        values.append(value)
+    return values
+
+
 def _predictor(args: argparse.Namespace, gpu: str):
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # no library chatter on the terminal
     from chronos_core.api import TrainingTimePredictor
@@ -76,11 +95,24 @@ def format_summary(s: dict[str, Any]) -> str:
                      f"{s['gpu_memory_gb']:g} GB")  # fmt: skip
     if s.get("time_model"):
         lines.append(f"  time model   {s['time_model']}")
+    run = s.get("running")
+    if run:
+        if run["finished"]:
+            lines.append(f"  running job  early stopping fired within the {run['epochs_seen']} epochs seen")
+        else:
+            r, rt, rc = run["remaining_epochs"], run["remaining_time_s"], run["remaining_cost_usd"]
+            lines += [
+                f"  running job  after {run['epochs_seen']} epochs seen: {r['value']:.1f} more epochs "
+                f"(80%: {r['lo']:.1f} .. {r['hi']:.1f})",
+                f"               {_hours(rt['value'])} more (80%: {_hours(rt['lo'])} .. {_hours(rt['hi'])}), "
+                f"{_money(rc['value'])} (80%: {_money(rc['lo'])} .. {_money(rc['hi'])})",
+            ]
     return "\n".join(lines)
 
 
 _REQUEST_FIELDS = ("model", "dataset", "seq_len", "batch_size", "precision", "optimizer", "momentum", "lr",
-                   "patience", "min_delta", "max_epochs", "no_measure", "host")  # fmt: skip
+                   "patience", "min_delta", "max_epochs", "no_measure", "host",
+                   "observed_val_loss")  # fmt: skip
 
 
 def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
@@ -93,7 +125,11 @@ def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
         from chronos_core.api import DoesNotFit
 
         try:
-            return {"summary": _predictor(args, gpu).summary()}
+            predictor = _predictor(args, gpu)
+            answer = {"summary": predictor.summary()}
+            if getattr(args, "observed_val_loss", None):
+                answer["summary"]["running"] = predictor.predict_remaining(args.observed_val_loss)
+            return answer
         except DoesNotFit as exc:
             return {"does_not_fit": str(exc), "need_gb": exc.need_gb, "have_gb": exc.have_gb}
 
@@ -211,6 +247,13 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
     _common(p)
     p.add_argument(
         "--gpu", default="cpu", help="catalog GPU (any common spelling, see `chronos devices`) or cpu"
+    )
+    p.add_argument(
+        "--observed-val-loss",
+        type=arg(loss_list, "--observed-val-loss"),
+        default=None,
+        help="a running job: validation losses of its finished epochs (4.2,3.6,3.3) -> epochs, time and "
+        "cost still to come",
     )
     p.set_defaults(func=_cmd_predict)
     c = sub.add_parser("compare", help="the same run across GPUs: time, cost and intervals in a table")
