@@ -119,7 +119,7 @@ def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
     """{"summary": ...} or {"does_not_fit": line, "need_gb", "have_gb"} for one GPU, from the disk cache
     of answers already given when the same request was answered by the same code and data
     (`chronos_core.prediction_cache`: no torch, no xgboost); a run on this machine's CPU is never reused."""
-    from chronos_core.prediction_cache import cached
+    from chronos_core.prediction_cache import cached, file_digest
 
     def compute() -> dict[str, Any]:
         from chronos_core.api import DoesNotFit
@@ -135,6 +135,7 @@ def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
 
     on_this_cpu = gpu.strip().lower() in ("cpu", "local", "localhost")  # measured, or this machine's specs
     request = {field: getattr(args, field, None) for field in _REQUEST_FIELDS} | {"gpu": gpu}
+    request["model_file"] = file_digest(args.model.removeprefix("hf:"))  # a config.json: its content
     return cached("predict", request, compute, use=not (on_this_cpu or getattr(args, "no_cache", False)))
 
 

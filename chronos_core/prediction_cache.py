@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 from collections.abc import Callable, Mapping
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,8 @@ _CODE_SUFFIXES = (".py", ".csv", ".json", ".npz")
 # Outside the package: what predictions read at run time (the project's measurements and fitted tables).
 _DATA_GLOBS = ("meta_datasets/**/*.csv", "meta_datasets/**/*.json", "results/kernels/*.csv")
 _ENV = ("CHRONOS_DATA_MIRROR", "CHRONOS_CACHE_DIR", "CHRONOS_MODEL_CACHE")
+# Libraries whose version changes an answer (model builders, tracers, fitted regressors).
+_PACKAGES = ("torch", "torchvision", "xgboost", "scikit-learn", "transformers", "timm", "numpy", "pandas")
 
 
 def cache_root() -> Path:
@@ -39,7 +42,9 @@ def predictions_dir() -> Path:
 
 @functools.lru_cache(maxsize=1)
 def code_version() -> str:
-    """A digest of the package's code and data files and the project's own tables (about 10 ms)."""
+    """A digest of the package's code and data files, the project's own tables, the environment
+    variables that point at data or caches, and the installed versions of the libraries answers depend
+    on (about 60 ms)."""
     digest = hashlib.sha256()
     files = sorted(p for p in PACKAGE.rglob("*") if p.suffix in _CODE_SUFFIXES and p.is_file())
     for pattern in _DATA_GLOBS:
@@ -52,7 +57,24 @@ def code_version() -> str:
             continue
     for name in _ENV:
         digest.update(f"{name}={os.environ.get(name, '')}".encode())
+    for package in _PACKAGES:
+        try:
+            digest.update(f"{package}=={metadata.version(package)}".encode())
+        except metadata.PackageNotFoundError:
+            digest.update(f"{package} absent".encode())
     return digest.hexdigest()[:16]
+
+
+def file_digest(text: str) -> str:
+    """The content digest of the file a request names (a config.json, or a folder holding one), '' when
+    it names none: answers about a user's file follow its content, not its path."""
+    path = Path(str(text)).expanduser()
+    if path.is_dir():
+        path = path / "config.json"
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16] if path.is_file() else ""
+    except OSError:
+        return ""
 
 
 def request_key(kind: str, request: Mapping[str, Any]) -> str:

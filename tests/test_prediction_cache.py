@@ -123,3 +123,24 @@ print("IMPORTED", sorted(m for m in ("torch", "xgboost", "sklearn") if m in sys.
         done = subprocess.run([sys.executable, "-c", script, stage], env=env, capture_output=True, text=True)
         assert done.returncode == 0, done.stderr
     assert "epoch time" in done.stdout and "IMPORTED []" in done.stdout
+
+
+def test_a_config_file_is_keyed_by_its_content(tmp_path):
+    config = tmp_path / "model" / "config.json"
+    config.parent.mkdir()
+    config.write_text('{"model_type": "gpt2", "n_layer": 2}', encoding="utf-8")
+    first = pc.file_digest(str(config.parent))
+    assert first and first == pc.file_digest(str(config))
+    config.write_text('{"model_type": "gpt2", "n_layer": 4}', encoding="utf-8")
+    assert pc.file_digest(str(config)) not in ("", first)
+    assert pc.file_digest("hf-gpt2-that-is-not-a-file") == ""
+
+
+def test_code_version_follows_library_versions(monkeypatch):
+    pc.code_version.cache_clear()
+    before = pc.code_version()
+    real = pc.metadata.version
+    monkeypatch.setattr(pc.metadata, "version", lambda name: "0.0" if name == "xgboost" else real(name))
+    pc.code_version.cache_clear()
+    assert pc.code_version() != before
+    pc.code_version.cache_clear()

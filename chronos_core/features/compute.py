@@ -120,11 +120,13 @@ def _build_static(spec: ModelSpec, dataset: DatasetSpec, items: tuple) -> dict:
 @functools.lru_cache(maxsize=256)
 def _cached_static(spec: ModelSpec, dataset: DatasetSpec, items: tuple) -> dict:
     """A catalog model's static features: in memory, and on disk under the code version (the package's
-    code and data, so a changed builder or tracer never serves stale features) and torch's version."""
+    code and data and library versions, so a changed builder or tracer never serves stale features)."""
     from chronos_core.pickle_cache import load_or_build
-    from chronos_core.prediction_cache import cache_root, code_version
+    from chronos_core.prediction_cache import cache_root, code_version, file_digest
 
-    text = repr((spec.name, dataset, items, torch.__version__, code_version()))
+    # a user's config.json is keyed by its content (its path may hold another model tomorrow)
+    model_file = file_digest(spec.config_path) if getattr(spec, "config_path", "") else ""
+    text = repr((spec.name, model_file, dataset, items, code_version()))
     key = hashlib.sha256(text.encode()).hexdigest()[:24]
     path = cache_root() / "features" / f"{key}.pkl"
     return load_or_build(path, lambda: _build_static(spec, dataset, items))
