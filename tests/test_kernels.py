@@ -12,6 +12,8 @@ from chronos_core.predict import kernel_eval
 from chronos_core.predict.kernels import (
     Correction,
     KernelModel,
+    LocalResidual,
+    calibration_groups,
     fit_correction,
     fit_floor_correction,
     kernel_body,
@@ -187,6 +189,60 @@ def test_calibration_of_device_side_timings_drops_the_framework_floor():
     level.corrections_ = {key: Correction(c.a, c.b, c.center, c.n) for key, c in tuned.corrections_.items()}
     err = lambda m: np.mean(np.abs(m.predict(device) - device["latency_ms"]) / device["latency_ms"])  # noqa: E731
     assert err(tuned) < err(level)
+
+
+def _gemm_model() -> KernelModel:
+    train = pd.concat([_synthetic(d, seed=i) for i, d in enumerate(("T4", "V100-PCIe-32GB"))])
+    return KernelModel(n_estimators=60, max_depth=4, families=("gemm", "elementwise")).fit(
+        train.reset_index(drop=True)
+    )
+
+
+def test_calibration_keeps_ops_and_dtypes_apart():
+    """bmm 1.5x slower and linear 0.8x faster than the model on one GPU, bf16 GEMMs 2x slower than
+    fp32: a calibration gives each op and dtype its own correction instead of one blend."""
+    model = _gemm_model()
+    device = _synthetic("A100-PCIe-40GB", seed=9)
+    gemm = device["family"] == "gemm"
+    device.loc[gemm, "op"] = np.where(np.arange(gemm.sum()) % 2 == 0, "bmm", "linear")
+    device.loc[device["op"] == "linear", "B"] = 1
+    base = model.predict(device)
+    device["latency_ms"] = base * np.where(device["op"] == "bmm", 1.5, np.where(gemm, 0.8, 1.0))
+    bf16 = device[gemm].assign(dtype="bf16")
+    bf16["latency_ms"] = 2.0 * model.predict(bf16)
+    device = pd.concat([device, bf16], ignore_index=True)
+    groups = set(calibration_groups(device))
+    assert {"gemm/bmm/fp32", "gemm/linear/fp32", "gemm/bmm/bf16", "elementwise/fp32"} <= groups
+    tuned = model.without_calibration().calibrate(kernel_eval.calibration_sample(device))
+    for key in ("gemm/bmm/fp32", "gemm/linear/fp32", "gemm/fp32", "gemm/bf16", "gemm"):
+        assert ("A100-PCIe-40GB", key) in tuned.corrections_
+    ratio = tuned.predict(device) / device["latency_ms"]
+    assert np.median(np.abs(np.log(ratio))) < 0.05  # each op and dtype at its own level
+    pooled = model.without_calibration()
+    pooled.corrections_ = {k: c for k, c in tuned.corrections_.items() if k[1] == "gemm"}
+    gemm = device["family"] == "gemm"
+    assert np.mean(np.abs(np.log(pooled.predict(device[gemm]) / device.loc[gemm, "latency_ms"]))) > 0.2
+
+
+def test_local_residual_carries_a_shape_effect_to_nearby_shapes():
+    local = LocalResidual(np.array([[0.0, 0.0], [10.0, 10.0]]), np.array([0.4, -0.2]), 1.0, 0.25)
+    near, far = local.shift(np.array([[0.0, 0.0], [50.0, 50.0]]))
+    assert near == pytest.approx(0.4 / 1.25, rel=1e-3) and far == 0.0
+    assert local.shift(np.array([[10.0, 10.0]]))[0] == pytest.approx(-0.2 / 1.25, rel=1e-3)
+    # a GPU whose GEMMs with a long K loop run 1.6x slower: the level alone cannot say which ones
+    model = _gemm_model()
+    device = _synthetic("A100-PCIe-40GB", seed=5, n=800)
+    slow = (device["family"] == "gemm") & (device["K"] >= 512)
+    device["latency_ms"] = model.predict(device) * np.where(slow, 1.6, 1.0)
+    sample = kernel_eval.calibration_sample(device, per_family=24)
+    tuned = model.without_calibration().calibrate(sample)
+    assert ("A100-PCIe-40GB", "gemm/bmm/fp32") in tuned.local_
+    rest = device.drop(sample.index)
+    gemm = rest[rest["family"] == "gemm"]
+    level_only = tuned.without_calibration()
+    level_only.corrections_ = dict(tuned.corrections_)
+    err = lambda m: np.mean(np.abs(m.predict(gemm) / gemm["latency_ms"] - 1))  # noqa: E731
+    assert err(tuned) < 0.7 * err(level_only)
 
 
 def test_floor_and_training_rows_and_calibration_sample():

@@ -17,7 +17,7 @@ import pandas as pd
 from chronos_core.predict.kernels import KernelModel, roofline_ms
 
 SUSTAINED_CAP_MS = 1.0
-CALIBRATION_PER_FAMILY = 8  # kernels per family a calibration measures (5 families: 40 kernels)
+CALIBRATION_PER_GROUP = 16  # kernels per op group and dtype a simulated calibration measures
 # NeuSight's published per-op errors (published_errors/perop.csv, out-of-distribution columns).
 NEUSIGHT_OOD = {"gemm_bmm": 13.8, "gemm_linear": 13.9, "elementwise": 19.3, "softmax": 13.9, "ln": 56.7}
 
@@ -29,21 +29,23 @@ def training_rows(table: pd.DataFrame, cap_ms: float = SUSTAINED_CAP_MS) -> pd.D
 
 
 def calibration_sample(
-    rows: pd.DataFrame, per_family: int = CALIBRATION_PER_FAMILY, seed: int = 0
+    rows: pd.DataFrame, per_family: int = CALIBRATION_PER_GROUP, seed: int = 0
 ) -> pd.DataFrame:
-    """What `chronos calibrate` would measure, drawn from a GPU's own short kernels: per family,
-    kernels spread evenly over the range of latencies (small to large), plus the smallest
-    elementwise call (the launch floor)."""
-    is_train = rows["split"] == "train"
+    """What `chronos calibrate` would measure, drawn from a GPU's own kernels of one measuring session:
+    per op group (bmm and linear apart, other families whole) and dtype, `per_family` kernels spread
+    evenly over the range of latencies (small to large), plus the smallest elementwise call (the
+    launch floor). Training-split matmul-class calls over `SUSTAINED_CAP_MS` are not drawn."""
+    is_train = rows["split"] == "train" if "split" in rows else pd.Series(False, index=rows.index)
     pool = pd.concat([training_rows(rows[is_train]), rows[~is_train]])
     rng = np.random.default_rng(seed)
     picked = []
-    for fam, group in pool.groupby("family"):
-        order = group["latency_ms"].sort_values()
+    keys = [op_group(pool), pool["dtype"].fillna("fp32") if "dtype" in pool else "fp32"]
+    for (group, _), part in pool.groupby(keys):
+        order = part["latency_ms"].sort_values()
         ranks = np.linspace(0, len(order) - 1, min(per_family, len(order))).round().astype(int)
         jitter = rng.integers(-2, 3, size=len(ranks))
         picked.extend(order.index[np.clip(ranks + jitter, 0, len(order) - 1)])
-        if fam == "elementwise":
+        if group == "elementwise":
             picked.append(order.index[0])
     return pool.loc[pd.Index(picked).unique()]
 
@@ -54,7 +56,9 @@ def leave_one_gpu_out(
     """Predict every held-out GPU's kernels (train and test splits) from the other GPUs' training rows.
 
     Returns one row per scored kernel: gpu, split, family, op, latency_ms, pred_ms, roofline_ms and,
-    with `calibrate`, pred_calibrated_ms (the calibration kernels themselves are not scored there).
+    with `calibrate`, pred_calibrated_ms: calibrated on `calibration_sample` of the same split (one
+    measuring session: the training split's long GEMMs ran throttled, its test split did not), the
+    calibration kernels themselves flagged `calibration_row` and not scored.
     """
     train = table[table["split"] == "train"]
     out = []
@@ -71,9 +75,13 @@ def leave_one_gpu_out(
         scored["pred_ms"] = model.predict(held)
         scored["roofline_ms"] = roofline_ms(held)
         if calibrate:
-            sample = calibration_sample(held)
-            scored["pred_calibrated_ms"] = model.calibrate(sample).predict(held)
-            scored["calibration_row"] = held.index.isin(sample.index)
+            scored["pred_calibrated_ms"] = np.nan
+            scored["calibration_row"] = False
+            for _, session in held.groupby("split"):
+                sample = calibration_sample(session)
+                tuned = model.without_calibration().calibrate(sample)
+                scored.loc[session.index, "pred_calibrated_ms"] = tuned.predict(session)
+                scored.loc[sample.index, "calibration_row"] = True
         out.append(scored.rename(columns={"device": "gpu"}))
     return pd.concat(out, ignore_index=True)
 
@@ -118,7 +126,8 @@ def per_gpu(scored: pd.DataFrame, split: str = "test") -> pd.DataFrame:
 def precision_transfer(public: pd.DataFrame, xla: pd.DataFrame, n_estimators: int = 300) -> pd.DataFrame:
     """B200 bf16 and TF32 GEMMs predicted by a model fitted without the B200 (fp32 SIMT data only).
 
-    Also with a calibration of 8 of the B200's kernels per dtype, as `chronos calibrate` would do.
+    Also calibrated on `calibration_sample` of the B200's kernels (per dtype and op), as `chronos
+    calibrate` would measure them.
     """
     model = KernelModel(n_estimators=n_estimators, families=("gemm",)).fit(
         training_rows(public[(public["split"] == "train") & (public["family"] == "gemm")])
@@ -126,25 +135,11 @@ def precision_transfer(public: pd.DataFrame, xla: pd.DataFrame, n_estimators: in
     scored = xla[["device", "dtype", "B", "M", "N", "K", "latency_ms"]].copy()
     scored["pred_ms"] = model.predict(xla)
     scored["roofline_ms"] = roofline_ms(xla)
-    calibrated = np.full(len(xla), np.nan)
-    scored["calibration_row"] = False
-    for dtype, part in xla.groupby("dtype"):
-        sample = calibration_sample(part)
-        # calibrate per dtype: a profile row's family is gemm, so key the device by dtype
-        probe = sample.assign(device=sample["device"] + ":" + dtype)
-        specs = {d: _spec(xla["device"].iloc[0]) for d in probe["device"].unique()}
-        tuned = model.without_calibration().calibrate(probe, specs)
-        rows = part.assign(device=part["device"] + ":" + dtype)
-        calibrated[xla.index.get_indexer(part.index)] = tuned.predict(rows, specs)
-        scored.loc[sample.index, "calibration_row"] = True
+    sample = calibration_sample(xla)  # per dtype and op: corrections are keyed by dtype
+    scored["calibration_row"] = xla.index.isin(sample.index)
+    calibrated = model.without_calibration().calibrate(sample).predict(xla)
     scored["pred_calibrated_ms"] = calibrated
     return scored
-
-
-def _spec(name: str):
-    from chronos_core.predict.kernels import device_spec
-
-    return device_spec(name)
 
 
 def summarize_precision(scored: pd.DataFrame) -> pd.DataFrame:

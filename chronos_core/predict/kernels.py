@@ -49,6 +49,18 @@ MIN_POINTS_FOR_SLOPE = 50
 DEVICE_SIDE_FLOOR_SHARE = 0.5
 # The additive floor is fitted only when the calibration kernels span this ratio of latencies.
 MIN_FLOOR_SPAN = 4.0
+# A dtype or op of a calibration gets its own correction from this many kernels on.
+MIN_GROUP_POINTS = 3
+# Calibrations up to this many kernels per group also leave a LocalResidual (a table has a line).
+LOCAL_MAX_POINTS = 1000
+# Chosen on the training-shape sessions of held-out GPUs (h in 0.5-2.5, shrink in 0.25-3), never on the
+# out-of-distribution shapes notebook 08 reports.
+LOCAL_BANDWIDTH = 1.0
+LOCAL_SHRINK = 0.25
+LOCAL_FEATURES = {
+    "gemm": ("log_B", "log_M", "log_N", "log_K", "log_t_roof_us"),
+    "vector": ("log_elems", "log_H", "log_t_roof_us"),
+}
 
 GEMM_FEATURES = (
     "log_roof_over_floor",
@@ -350,6 +362,7 @@ class KernelModel:
     models_: dict = field(default_factory=dict)
     corrections_: dict = field(default_factory=dict)  # (device, family) -> Correction
     floors_: dict = field(default_factory=dict)  # device -> launch floor (ms)
+    local_: dict = field(default_factory=dict)  # (device, calibration group) -> LocalResidual
     default_floor_: float = DEFAULT_FLOOR_MS
 
     def floor_of(self, device: str) -> float:
@@ -418,18 +431,29 @@ class KernelModel:
 
     def _corrected(self, rows: pd.DataFrame, feats: pd.DataFrame, t: np.ndarray) -> np.ndarray:
         out = t.copy()
-        dev, fam = rows["device"].astype(str).to_numpy(), rows["family"].to_numpy()
-        cols = (feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us"))
-        t_roof, floor, x = cols
-        for d, f in set(zip(dev, fam, strict=True)):
-            corr = self.corrections_.get((d, f)) or self.corrections_.get((d, _fallback(f)))
+        dev = rows["device"].astype(str).to_numpy()
+        groups = calibration_groups(rows)
+        t_roof, floor, x = (feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us"))
+        for d, g in set(zip(dev, groups, strict=True)):
+            m = (dev == d) & (groups == g)
+            corr = next(
+                (self.corrections_[(d, k)] for k in _lookup_keys(g) if (d, k) in self.corrections_), None
+            )
             if corr is not None:
-                m = (dev == d) & (fam == f)
                 out[m] = corr.apply(t[m], t_roof[m], floor[m], x[m])
+            local = self.local_.get((d, g))
+            if local is not None:
+                out[m] = out[m] * np.exp(local.shift(_local_features(feats.loc[m], g)))
         return out
 
     def calibrate(self, profile: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None = None) -> KernelModel:
-        """Fit per-(device, family) corrections on measured kernels of those devices (in place)."""
+        """Fit corrections on measured kernels of some devices (in place).
+
+        Per device: one per family over all dtypes (`(device, family)`), one per family and dtype, and,
+        for a calibration's handful of GEMMs, one per op (bmm and linear) and dtype. Groups of up to
+        LOCAL_MAX_POINTS kernels then leave a `LocalResidual`: what the corrected model still misses on
+        each kernel, carried to nearby shapes.
+        """
         if profile.empty:
             return self
         for dev, part in profile.groupby(profile["device"].astype(str)):
@@ -440,19 +464,96 @@ class KernelModel:
         t_model = np.exp(_log_base(feats) + self.log_efficiency(profile, feats))
         latency = profile["latency_ms"].to_numpy(float)
         cols = [feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us")]
-        for (dev, fam), idx in profile.groupby([profile["device"].astype(str), "family"]).groups.items():
-            pos = profile.index.get_indexer(idx)
-            if len(pos) >= MIN_POINTS_FOR_SLOPE:  # a table: a level and a trend in log t_roof
-                corr = fit_correction(cols[2][pos], np.log(latency[pos] / t_model[pos]))
-            else:  # a calibration's handful: a level on the kernel's own time and the per-call floor
-                side = self.floors_[dev] < DEVICE_SIDE_FLOOR_SHARE * self.default_floor_
-                corr = fit_floor_correction(latency[pos], t_model[pos], *(c[pos] for c in cols), side)
-            self.corrections_[(dev, fam)] = corr
+        dev = profile["device"].astype(str).to_numpy()
+        groups = calibration_groups(profile)
+        keys = {
+            "family": profile["family"].to_numpy(),
+            "dtype": (profile["family"].astype(str) + "/" + _dtype_of(profile)).to_numpy(),
+            "group": groups,
+        }
+        for level, names in keys.items():
+            for d, name in sorted(set(zip(dev, names, strict=True))):
+                pos = np.flatnonzero((dev == d) & (names == name))
+                if level != "family" and len(pos) < MIN_GROUP_POINTS:
+                    continue
+                if level == "group" and len(pos) >= MIN_POINTS_FOR_SLOPE:
+                    continue  # a table keeps its family line per dtype (bmm and linear split only a handful)
+                if len(pos) >= MIN_POINTS_FOR_SLOPE:  # a table: a level and a trend in log t_roof
+                    corr = fit_correction(cols[2][pos], np.log(latency[pos] / t_model[pos]))
+                else:  # a calibration's handful: a level on the kernel's own time and the per-call floor
+                    side = self.floors_[d] < DEVICE_SIDE_FLOOR_SHARE * self.default_floor_
+                    corr = fit_floor_correction(latency[pos], t_model[pos], *(c[pos] for c in cols), side)
+                self.corrections_[(d, name)] = corr
+        corrected = self._corrected(profile, feats, t_model)
+        for d, g in sorted(set(zip(dev, groups, strict=True))):
+            pos = np.flatnonzero((dev == d) & (groups == g))
+            if MIN_GROUP_POINTS <= len(pos) <= LOCAL_MAX_POINTS:
+                self.local_[(d, g)] = LocalResidual(
+                    _local_features(feats.iloc[pos], g), np.log(latency[pos] / corrected[pos])
+                )
         return self
 
     def without_calibration(self) -> KernelModel:
         """A copy that shares the fitted boosters but has no device corrections."""
-        return KernelModel(**{**self.__dict__, "corrections_": {}, "floors_": dict(self.floors_)})
+        return KernelModel(
+            **{**self.__dict__, "corrections_": {}, "local_": {}, "floors_": dict(self.floors_)}
+        )
+
+
+@dataclass
+class LocalResidual:
+    """What a corrected model still misses on a calibration's kernels, carried to other shapes.
+
+    A kernel's log correction is the kernel-weighted mean of the calibration kernels' log residuals,
+    shrunk toward 0: sum_i w_i r_i / (sum_i w_i + LOCAL_SHRINK), w_i = exp(-|x - x_i|^2 / 2h^2) over
+    log shape and log roofline time (PM2Lat's interpolation between profiled configurations). Far from
+    every calibration kernel it is 0 and the family correction stands alone.
+    """
+
+    points: np.ndarray
+    residuals: np.ndarray
+    bandwidth: float = LOCAL_BANDWIDTH
+    shrink: float = LOCAL_SHRINK
+
+    def shift(self, x: np.ndarray) -> np.ndarray:
+        """Log correction of each row of `x` (same columns as `points`)."""
+        x, points = np.nan_to_num(np.asarray(x, float)), np.nan_to_num(self.points)
+        out = np.empty(len(x))
+        for start in range(0, len(x), 2048):  # bounded memory: rows x points x features per chunk
+            part = x[start : start + 2048]
+            w = np.exp(-((part[:, None, :] - points[None, :, :]) ** 2).sum(-1) / (2 * self.bandwidth**2))
+            out[start : start + 2048] = (w * self.residuals[None, :]).sum(1) / (w.sum(1) + self.shrink)
+        return out
+
+
+def _dtype_of(rows: pd.DataFrame) -> pd.Series:
+    if "dtype" not in rows:
+        return pd.Series("fp32", index=rows.index)
+    return rows["dtype"].fillna("fp32").astype(str)
+
+
+def calibration_groups(rows: pd.DataFrame) -> np.ndarray:
+    """The finest calibration key of each row: family/dtype, and for GEMMs family/op/dtype."""
+    fam = rows["family"].astype(str)
+    op = rows["op"].astype(str).where(fam == "gemm", "")
+    return (fam + "/" + (op + "/").where(op != "", "") + _dtype_of(rows)).to_numpy()
+
+
+def _lookup_keys(group: str) -> list[str]:
+    """Correction keys from the finest to the coarsest: gemm/bmm/bf16, gemm/bf16, gemm, fallback."""
+    parts = group.split("/")
+    family, dtype = parts[0], parts[-1]
+    keys = [group] if len(parts) == 3 else []
+    return keys + [f"{family}/{dtype}", family, _fallback(family)]
+
+
+def _local_features(feats: pd.DataFrame, group: str) -> np.ndarray:
+    cols = (
+        LOCAL_FEATURES["vector"]
+        if group.split("/")[0] in ("elementwise", "ln", "softmax")
+        else LOCAL_FEATURES["gemm"]
+    )
+    return feats[list(cols)].to_numpy(float)
 
 
 def _log_base(feats: pd.DataFrame) -> np.ndarray:
