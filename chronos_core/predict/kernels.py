@@ -194,22 +194,31 @@ def kernel_features(
         if name not in specs:
             specs[name] = device_spec(name)
     w = work(rows)
-    fam = rows["family"].to_numpy()
-    dtype = rows["dtype"].fillna("fp32").astype(str).to_numpy()
-    peak = np.array([peak_flops(specs[d], t, f) for d, t, f in zip(devices, dtype, fam, strict=True)])
-    bw = devices.map(lambda d: specs[d].memory_bandwidth_gbs * 1e9).to_numpy(float)
-    sms = devices.map(
-        lambda d: max(specs[d].sm_count, 1) if specs[d].kind == "gpu" else max(specs[d].physical_cores, 1)
-    )
-    sms = sms.to_numpy(float)
-    l2 = devices.map(lambda d: specs[d].l2_cache_mb * 2**20).to_numpy(float)
+    dtype = rows["dtype"].fillna("fp32").astype(str)
+    # per distinct (device, dtype, family), not per row: a step has thousands of rows and few distinct ones
+    triple = devices + "|" + dtype + "|" + rows["family"].astype(str)
+    codes, triples = pd.factorize(triple)
+    peak = np.array([peak_flops(specs[d], t, f) for d, t, f in (k.split("|") for k in triples)])[codes]
+    dev_codes, names = pd.factorize(devices)
+    per_device = np.array(
+        [
+            (
+                specs[d].memory_bandwidth_gbs * 1e9,
+                max(specs[d].sm_count, 1) if specs[d].kind == "gpu" else max(specs[d].physical_cores, 1),
+                specs[d].l2_cache_mb * 2**20,
+            )
+            for d in names
+        ],
+        dtype=float,
+    ).reshape(-1, 3)[dev_codes]
+    bw, sms, l2 = per_device[:, 0], per_device[:, 1], per_device[:, 2]
     t_flop = w["flops"].to_numpy() / peak * 1e3
     t_mem = w["bytes"].to_numpy() / bw * 1e3
     t_roof = np.fmax(t_flop, t_mem)
     out = pd.DataFrame(index=rows.index)
     out["t_flop_ms"], out["t_mem_ms"], out["t_roof_ms"] = t_flop, t_mem, t_roof
     out["flops"], out["bytes"] = w["flops"], w["bytes"]
-    floor = devices.map(lambda d: (floors or {}).get(d, DEFAULT_FLOOR_MS)).to_numpy(float)
+    floor = np.array([(floors or {}).get(d, DEFAULT_FLOOR_MS) for d in names], dtype=float)[dev_codes]
     out["floor_ms"] = floor
     out["log_t_roof_us"] = _log(t_roof * 1e3)
     out["log_roof_over_floor"] = _log(t_roof) - _log(floor)

@@ -129,6 +129,12 @@ def _dtype(series: pd.Series) -> pd.Series:
 def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarray]:
     """Canonical kernel rows standing for each op, and the factor that scales a kernel's time
     (above its launch floor) to the op's work: op FLOPs or bytes over the stand-in kernel's."""
+    rows, scale, _ = _kernel_rows(ops, device)
+    return rows, scale
+
+
+def _kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame]:
+    """`kernel_rows` and the stand-in kernels' roofline features."""
     rows = pd.DataFrame({c: np.nan for c in KERNEL_COLUMNS}, index=ops.index)
     rows["device"] = device
     rows["dtype"] = _dtype(ops["dtype"]).to_numpy()
@@ -185,17 +191,16 @@ def kernel_rows(ops: pd.DataFrame, device: str) -> tuple[pd.DataFrame, np.ndarra
     scale = np.where(work_kernel > 0, work_op / np.maximum(work_kernel, 1e-9), 1.0)
     scale = np.where(np.isfinite(scale) & (scale > 0), scale, 1.0)
     scale = np.where(attention, scale / fused["fraction"].fillna(1.0).to_numpy(float), scale)
-    return rows.fillna({"stride": 1, "padding": 0}), scale
+    return rows.fillna({"stride": 1, "padding": 0}), scale, feats
 
 
 def predict_ops(
     ops: pd.DataFrame, device: str, model: KernelModel, host: HostOverhead = DEFAULT_HOST
 ) -> pd.DataFrame:
     """Each op's predicted GPU time inside a step (ms, all `count` calls) and its bound."""
-    rows, scale = kernel_rows(ops, device)
+    rows, scale, feats = _kernel_rows(ops, device)  # roofline times do not depend on the floor
     t_kernel = model.predict(rows)
     floor = model.floor_of(device)
-    feats = kernel_features(rows, floors={device: floor})
     body = np.maximum(t_kernel - floor, 0.0) * scale
     compute_bound = feats["t_flop_ms"].to_numpy() >= feats["t_mem_ms"].to_numpy()
     attention = (ops["family"] == "attention").to_numpy()
@@ -242,6 +247,9 @@ def step_totals(priced: pd.DataFrame, host: HostOverhead = DEFAULT_HOST) -> dict
     }
 
 
+_PHASES = ("forward", "backward", "optimizer")
+
+
 def predict_steps(
     traced: list[tuple[pd.DataFrame, str]], model: KernelModel, host: HostOverhead = DEFAULT_HOST
 ) -> list[dict[str, float]]:
@@ -254,11 +262,24 @@ def predict_steps(
     q10, q90 = step_interval()
     for device, part in allops.groupby("_device", sort=False):
         priced = predict_ops(part.reset_index(drop=True), str(device), model, host)
-        for i, one in priced.groupby("_step", sort=False):
-            totals = step_totals(one, host)
-            totals["pred_step_ms_lo"] = totals["pred_step_ms"] * math.exp(q10)
-            totals["pred_step_ms_hi"] = totals["pred_step_ms"] * math.exp(q90)
-            out[int(i)] = totals
+        steps = priced["_step"].to_numpy()
+        per_phase = priced.groupby(["_step", "phase"])["pred_ms"].sum().unstack(fill_value=0.0)
+        gpu_ms = priced.groupby(steps)["pred_ms"].sum()
+        kernels = priced["count"].fillna(1).groupby(steps).sum()
+        overhead = np.maximum(kernels * host.dispatch_ms - gpu_ms, 0.0) + host.fixed_ms
+        for i in gpu_ms.index:  # the same sums as `step_totals`, for every step at once
+            total = float(gpu_ms[i] + overhead[i])
+            out[int(i)] = {
+                **{
+                    f"pred_{p}_ms": float(per_phase[p].get(i, 0.0)) if p in per_phase else 0.0
+                    for p in _PHASES
+                },
+                "pred_overhead_ms": float(overhead[i]),
+                "pred_step_ms": total,
+                "kernels": float(kernels[i]),
+                "pred_step_ms_lo": total * math.exp(q10),
+                "pred_step_ms_hi": total * math.exp(q90),
+            }
     return [out[i] for i in range(len(traced))]
 
 
