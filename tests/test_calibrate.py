@@ -7,6 +7,7 @@ import json
 import math
 import subprocess
 import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -111,6 +112,15 @@ def test_default_kernel_sets():
     gpu = default_kernels("cuda:0")
     assert {"fp32", "tf32", "fp16", "bf16"} <= {k.dtype for k in gpu if k.family == "gemm"}
     assert max(max(k.M, k.N, k.K) for k in gpu if k.family == "gemm") == 8192
+    # what notebook 08 simulates: 16 kernels per op group and dtype (bmm and linear apart)
+    for dtype in ("fp32", "tf32", "fp16", "bf16"):
+        assert sum(k.op == "linear" and k.dtype == dtype for k in gpu) == 16
+        assert sum(k.op == "bmm" and k.dtype == dtype for k in gpu) == 16
+    for family in ("ln", "softmax", "elementwise"):
+        assert sum(k.family == family and k.dtype == "fp32" for k in gpu) >= 16
+    assert len(default_kernels("cuda", quick=True)) < len(gpu) / 3
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    assert f"time {len(cpu)} kernels (CPU) or {len(gpu)} (GPU)" in readme
 
 
 @pytest.mark.parametrize(

@@ -100,41 +100,69 @@ def _rows(op: str, shapes: Sequence[tuple[int, int]], dtype: str = "fp32") -> li
     return [Kernel(op, dtype, b, H=h) for b, h in shapes]
 
 
+# A CUDA calibration: per GEMM dtype 16 linear and 16 bmm shapes (square, skinny, attention-like), and 16
+# kernels each of the elementwise, layer norm and softmax groups, from the launch floor to past L2: what
+# notebook 08 simulates on held-out GPUs (`kernel_eval.calibration_sample`: 16 per op group and dtype).
+_CUDA_LINEAR = [
+    (256, 256, 256), (512, 512, 512), (768, 768, 768), (1024, 1024, 1024), (2048, 2048, 2048),
+    (4096, 4096, 4096), (8192, 8192, 8192), (64, 8192, 8192), (8192, 1024, 4096), (1024, 1024, 8192),
+    (128, 4096, 1024), (4096, 128, 4096), (2048, 8192, 1024), (512, 3072, 768), (4096, 768, 3072),
+    (8192, 4096, 1024),
+]  # fmt: skip
+_CUDA_BMM = [
+    (32, 512, 512, 64), (32, 512, 64, 512), (16, 1024, 1024, 1024), (4, 4096, 4096, 4096), (8, 128, 128, 128),
+    (64, 256, 256, 64), (64, 256, 64, 256), (12, 1024, 1024, 64), (12, 1024, 64, 1024), (48, 2048, 2048, 64),
+    (48, 2048, 64, 2048), (256, 64, 64, 64), (2, 2048, 2048, 2048), (96, 512, 512, 128), (16, 4096, 4096, 64),
+    (16, 4096, 64, 4096),
+]  # fmt: skip
+_CUDA_VECTOR_ROWS = {
+    "ln": [(b, h) for b in (512, 2048, 8192, 16384) for h in (768, 1024, 4096, 8192)],
+    "softmax": [(b, h) for b in (1024, 4096, 16384, 65536) for h in (128, 512, 1024, 4096)],
+}
+
+
+def _cuda_kernels(quick: bool) -> list[Kernel]:
+    every = 3 if quick else 1  # quick: a third of each group
+    kernels: list[Kernel] = []
+    for dtype in GEMM_DTYPES["cuda"][: 2 if quick else None]:
+        kernels += _gemms(dtype, _CUDA_LINEAR[::every], _CUDA_BMM[::every])
+    kernels += _rows("add", [(1, 1), (1, 32)])  # the launch floor
+    sizes = [(256, 1024), (1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (16384, 16384)][::every]
+    kernels += _rows("add", sizes) + _rows("addu", sizes)
+    kernels += [] if quick else _rows("gelu", [(1024, 1024), (8192, 8192)]) + _rows("relu", [(1024, 1024)])
+    for op, shapes in _CUDA_VECTOR_ROWS.items():
+        kernels += _rows(op, shapes[::every])
+    if not quick:  # mixed-precision training moves half-width activations
+        kernels += _rows("add", [(16384, 16384)], "bf16") + _rows("ln", [(8192, 1024)], "bf16")
+        kernels += _rows("softmax", [(8192, 1024)], "bf16")
+    return kernels
+
+
 def default_kernels(device: str = "cpu", *, quick: bool = False) -> list[Kernel]:
     """The calibration set for a device kind ('cpu' or 'cuda'): square and skinny GEMMs, bandwidth,
-    launch floor, ln, softmax; `quick` keeps a third of it. Sizes fit a 2-core CPU in under a minute."""
-    kind = "cuda" if str(device).startswith("cuda") else "cpu"
-    if kind == "cpu":
-        square = [(64, 64, 64), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)]
-        skinny = [(32, 1024, 1024), (4096, 128, 1024), (1024, 1024, 4096)]
-        bmm = [(8, 128, 128, 128), (16, 256, 256, 64), (16, 256, 64, 256), (4, 512, 512, 512)]
-        big, medium, tiny = (4096, 4096), (2048, 2048), [(1, 1), (1, 32)]
-        cached = [(256, 256), (1024, 1024)]  # in L2, about the size of the last-level cache
-        norms = [(512, 768), (2048, 1024), (8192, 1024)]
-        softmaxes = [(4096, 128), (2048, 1024), (1024, 4096)]
-    else:
-        square = [(256, 256, 256), (1024, 1024, 1024), (2048, 2048, 2048), (4096, 4096, 4096), (8192,) * 3]
-        skinny = [(64, 8192, 8192), (8192, 1024, 4096), (1024, 1024, 8192)]
-        bmm = [(32, 512, 512, 64), (32, 512, 64, 512), (16, 1024, 1024, 1024), (4, 4096, 4096, 4096)]
-        big, medium, tiny = (16384, 16384), (8192, 8192), [(1, 1), (1, 32)]
-        cached = [(1024, 1024), (4096, 4096)]  # in L2, above it
-        norms = [(512, 768), (8192, 1024), (16384, 8192)]
-        softmaxes = [(16384, 128), (8192, 1024), (4096, 8192)]
+    launch floor, ln, softmax; `quick` keeps a third of it. CPU sizes fit a 2-core CPU in under a
+    minute; the CUDA set is `_cuda_kernels`."""
+    if str(device).startswith("cuda"):
+        return _cuda_kernels(quick)
+    square = [(64, 64, 64), (256, 256, 256), (512, 512, 512), (1024, 1024, 1024), (2048, 2048, 2048)]
+    skinny = [(32, 1024, 1024), (4096, 128, 1024), (1024, 1024, 4096)]
+    bmm = [(8, 128, 128, 128), (16, 256, 256, 64), (16, 256, 64, 256), (4, 512, 512, 512)]
+    big, medium, tiny = (4096, 4096), (2048, 2048), [(1, 1), (1, 32)]
+    cached = [(256, 256), (1024, 1024)]  # in L2, about the size of the last-level cache
+    norms = [(512, 768), (2048, 1024), (8192, 1024)]
+    softmaxes = [(4096, 128), (2048, 1024), (1024, 4096)]
     if quick:
         square, skinny, bmm = [square[1], square[3]], skinny[:1], bmm[1:2]
         tiny, norms, softmaxes, cached = tiny[:1], norms[1:2], softmaxes[1:2], []
     kernels: list[Kernel] = []
-    for dtype in GEMM_DTYPES[kind][: 2 if quick else None]:
-        if kind == "cpu" and dtype == "bf16":  # oneDNN bf16 on a CPU without AMX: keep it short
+    for dtype in GEMM_DTYPES["cpu"][: 2 if quick else None]:
+        if dtype == "bf16":  # oneDNN bf16 on a CPU without AMX: keep it short
             kernels += _gemms(dtype, [s for s in square if s[0] <= 1024] + skinny[:1], bmm[:3])
         else:
             kernels += _gemms(dtype, square + skinny, bmm)
     kernels += _rows("add", [*cached, big]) + _rows("addu", [*cached, big]) + _rows("add", tiny)
     kernels += [] if quick else _rows("gelu", [medium]) + _rows("relu", [medium])
     kernels += _rows("ln", norms) + _rows("softmax", softmaxes)
-    if kind == "cuda" and not quick:  # mixed-precision training moves half-width activations
-        kernels += _rows("add", [big], "bf16") + _rows("ln", norms[1:2], "bf16")
-        kernels += _rows("softmax", softmaxes[1:2], "bf16")
     return kernels
 
 
