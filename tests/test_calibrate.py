@@ -35,6 +35,7 @@ TINY = [
     Kernel("relu", "fp32", 64, H=64),
     Kernel("ln", "fp32", 8, H=32),
     Kernel("softmax", "fp32", 8, H=32),
+    Kernel("conv", "fp32", 2, 4, 8, 3, 8),
 ]
 no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message on a machine without CUDA")
 
@@ -57,11 +58,14 @@ def test_calibrate_rows_follow_the_kernel_schema(measured):
     assert (measured["latency_ms_std"] >= 0).all() and (measured["repeats"] == 3).all()
     gemm = measured[measured["family"] == "gemm"]
     assert set(gemm["op"]) == {"linear", "bmm"} and gemm["H"].isna().all() and gemm["K"].notna().all()
-    rest = measured[measured["family"] != "gemm"]
+    rest = measured[~measured["family"].isin(["gemm", "conv"])]
     assert rest[["M", "N", "K"]].isna().all().all() and rest["H"].notna().all()
     assert set(rest["family"]) == {"elementwise", "ln", "softmax"}
-    conv = ["in_channels", "out_channels", "kernel_size", "input_size", "stride", "padding"]
-    assert measured[conv].isna().all().all()
+    conv_cols = ["in_channels", "out_channels", "kernel_size", "input_size", "stride", "padding"]
+    assert measured.loc[measured["family"] != "conv", conv_cols].isna().all().all()
+    conv = measured[measured["family"] == "conv"]  # NeuSight's conv columns, the GEMM ones empty
+    assert conv[conv_cols].values.tolist() == [[4, 8, 3, 8, 1, 1]]
+    assert conv[["M", "N", "K", "H"]].isna().all().all()
     assert set(measured["source"]) == {"chronos-calibrate"} and set(measured["split"]) == {"calibration"}
     from chronos_core.catalog.devices import local_cpu
 
@@ -131,7 +135,8 @@ def test_default_kernel_sets():
         ({"repeats": -2}, "repeats must be a positive integer, got -2"),
         ({"device": "tpu"}, "Unknown calibration device 'tpu'"),
         ({"kernels": [Kernel("linear", "tf32", 1, 8, 8, 8)]}, "tf32"),
-        ({"kernels": [Kernel("conv", "fp32", 1, H=8)]}, "Unknown kernel op 'conv'"),
+        ({"kernels": [Kernel("matmul", "fp32", 1, H=8)]}, "Unknown kernel op 'matmul'"),
+        ({"kernels": [Kernel("conv", "fp32", 1, 3, 8, 3)]}, "positive integer sizes"),
         ({"kernels": [Kernel("ln", "fp32", 8)]}, "positive integer sizes"),
     ],
 )

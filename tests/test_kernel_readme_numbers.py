@@ -50,3 +50,14 @@ def test_chronos_numbers_in_readme():
 @pytest.mark.parametrize("name", ["opgraph_speed.md", "predict_step_speed.md"])
 def test_speed_files_exist(name):
     assert (RESULTS / name).is_file()
+
+
+def test_cpu_numbers_in_readme():
+    cpu = pd.read_csv(RESULTS / "cpu_steps.csv")
+    assert f"{len(cpu)} fp32 training steps of {cpu['model'].nunique()} zoo models" in README.replace(
+        "six zoo", "6 zoo"
+    )
+    assert f"CPU MAPE {_pct(cpu['ape_default'].mean())} with the default host" in README
+    assert f"CPU MAPE {_pct(cpu['ape_lomo'].mean())} with a host fitted" in README
+    ratio = (cpu["compute_ms"] / cpu["pred_default_ms"]).median()
+    assert f"median {ratio:.2f}x the prediction" in README

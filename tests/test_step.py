@@ -241,3 +241,23 @@ def test_api_operators_and_explain(patched):
     assert explained["operators"]["top_operators"][0]["aten"] == ops["top_operators"][0]["aten"]
     with pytest.raises(ValueError, match="cpu"):
         chronos.TrainingTimePredictor(model="ResNet18", dataset="CIFAR10", gpu="cpu").operators()
+
+
+def test_host_work_adds_up_on_a_cpu_and_overlaps_on_a_gpu():
+    from chronos_core.catalog.devices import local_cpu
+    from chronos_core.predict.step import HostOverhead, serial_host, step_totals
+
+    assert serial_host(local_cpu().name) and not serial_host("T4")
+    priced = pd.DataFrame({"phase": ["forward", "backward"], "pred_ms": [1.0, 2.0], "count": [100, 100]})
+    host = HostOverhead(0.0, 0.01, 0.5)
+    assert step_totals(priced, host)["pred_step_ms"] == pytest.approx(3.5)  # 2 ms of dispatch hides
+    assert step_totals(priced, host, serial=True)["pred_step_ms"] == pytest.approx(5.5)
+
+
+def test_fit_serial_host_recovers_a_cpu_host():
+    from chronos_core.predict.cpu_eval import fit_serial_host
+
+    rng = np.random.default_rng(0)
+    kernel, ops = rng.uniform(5, 200, 30), rng.integers(50, 500, 30).astype(float)
+    measured = 1.6 * kernel + 0.03 * ops + 2.0
+    assert fit_serial_host(kernel, ops, measured) == pytest.approx([1.6, 0.03, 2.0], rel=1e-6)

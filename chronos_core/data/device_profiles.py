@@ -24,11 +24,12 @@ from chronos_core.data.registry import REPO_ROOT
 from chronos_core.errors import ChronosError
 
 # One measured kernel per row: NeuSight's op names and shape columns (B, M, N, K for GEMMs; a B x H
-# tensor for elementwise, ln and softmax; the conv columns stay NaN here) plus how it was measured.
+# tensor for elementwise, ln and softmax; in_channels ... padding for conv) plus how it was measured.
 KERNEL_COLUMNS: tuple[str, ...] = (*_BASE[:-2], "latency_ms_std", "repeats", *_BASE[-2:])
 PROFILE_FILE = "device_profile.csv"
 PROFILE_DIR_ENV = "CHRONOS_PROFILE_DIR"
-_NUMERIC = ("B", "M", "N", "K", "H", "latency_ms", "latency_ms_std", "repeats")
+_NUMERIC = ("B", "M", "N", "K", "H", "in_channels", "out_channels", "kernel_size", "input_size", "stride",
+            "padding", "latency_ms", "latency_ms_std", "repeats")  # fmt: skip
 
 
 def profile_root() -> Path:

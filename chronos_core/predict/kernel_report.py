@@ -10,6 +10,7 @@ Tables under results/kernels/:
                            their geometric mean; and unseen configs of a known GPU and host
   chronos_hosts.csv        each CHRONOS host's fitted per-op and per-step costs (fp32 and AMP)
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
+  cpu_steps.csv            training steps measured on a profiled CPU: default host, host fitted elsewhere
 """
 
 from __future__ import annotations
@@ -115,3 +116,13 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     )
     _write(interval, "step_interval.csv", out_dir)
     return _write(per_gpu, "chronos_logo.csv", out_dir), interval
+
+
+def cpu(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """Training steps measured on this project's profiled CPU against the kernel model (`cpu_eval`)."""
+    if reuse:
+        return pd.read_csv(out_dir / "cpu_steps.csv")
+    from chronos_core.predict import cpu_eval
+    from chronos_core.predict.kernel_default import default_kernel_model
+
+    return _write(cpu_eval.check_cpu(default_kernel_model()), "cpu_steps.csv", out_dir)

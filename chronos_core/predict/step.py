@@ -19,6 +19,7 @@ import functools
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -228,15 +229,30 @@ def predict_step(
     ops: pd.DataFrame, device: str, model: KernelModel, host: HostOverhead = DEFAULT_HOST
 ) -> dict[str, float]:
     """Forward, backward, optimizer and overhead ms of one step, and the step total."""
-    return step_totals(predict_ops(ops, device, model, host), host)
+    return step_totals(predict_ops(ops, device, model, host), host, serial_host(device))
 
 
-def step_totals(priced: pd.DataFrame, host: HostOverhead = DEFAULT_HOST) -> dict[str, float]:
-    """A priced step's parts: GPU time per phase, and the host's share where it is the longer."""
+def serial_host(device: str) -> bool:
+    """Whether the host's per-op work adds to the kernels' time instead of overlapping it: on a CPU
+    eager PyTorch dispatches and runs each op on the same cores, one after the other."""
+    return device_spec(device).kind == "cpu"
+
+
+def _overhead(gpu_ms: Any, kernels: Any, host: HostOverhead, serial: bool) -> Any:
+    if serial:
+        return kernels * host.dispatch_ms + host.fixed_ms
+    return np.maximum(kernels * host.dispatch_ms - gpu_ms, 0.0) + host.fixed_ms
+
+
+def step_totals(
+    priced: pd.DataFrame, host: HostOverhead = DEFAULT_HOST, serial: bool = False
+) -> dict[str, float]:
+    """A priced step's parts: device time per phase, and the host's share: where it is the longer
+    (a GPU, running ahead of the host), or all of it (`serial`, a CPU)."""
     per_phase = priced.groupby("phase")["pred_ms"].sum()
     gpu_ms = float(priced["pred_ms"].sum())
     kernels = float(priced["count"].fillna(1).sum())
-    overhead = max(kernels * host.dispatch_ms - gpu_ms, 0.0) + host.fixed_ms
+    overhead = float(_overhead(gpu_ms, kernels, host, serial))
     return {
         "pred_forward_ms": float(per_phase.get("forward", 0.0)),
         "pred_backward_ms": float(per_phase.get("backward", 0.0)),
@@ -266,7 +282,7 @@ def predict_steps(
         per_phase = priced.groupby(["_step", "phase"])["pred_ms"].sum().unstack(fill_value=0.0)
         gpu_ms = priced.groupby(steps)["pred_ms"].sum()
         kernels = priced["count"].fillna(1).groupby(steps).sum()
-        overhead = np.maximum(kernels * host.dispatch_ms - gpu_ms, 0.0) + host.fixed_ms
+        overhead = _overhead(gpu_ms, kernels, host, serial_host(str(device)))
         for i in gpu_ms.index:  # the same sums as `step_totals`, for every step at once
             total = float(gpu_ms[i] + overhead[i])
             out[int(i)] = {

@@ -43,6 +43,7 @@ FAMILIES = {
     "relu": "elementwise",
     "ln": "ln",
     "softmax": "softmax",
+    "conv": "conv",
 }
 DTYPES = {"fp32": torch.float32, "tf32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 GEMM_DTYPES = {"cpu": ("fp32", "bf16"), "cuda": ("fp32", "tf32", "fp16", "bf16")}
@@ -60,7 +61,9 @@ MAX_ITERS = 100_000
 
 @dataclass(frozen=True)
 class Kernel:
-    """One kernel to time: a NeuSight op with its shape (B, M, N, K for GEMMs; B x H otherwise)."""
+    """One kernel to time: a NeuSight op with its shape (B, M, N, K for GEMMs; B x H for the vector
+    ops; for `conv`, NeuSight's square 2-D convolution: batch B, M input and N output channels, a K x K
+    kernel over an H x H image, stride 1, padding K // 2)."""
 
     op: str
     dtype: str
@@ -75,14 +78,21 @@ class Kernel:
         return FAMILIES[self.op]
 
     @property
+    def dims(self) -> tuple[int | None, ...]:
+        if self.family == "conv":
+            return (self.B, self.M, self.N, self.K, self.H)
+        return (self.B, self.M, self.N, self.K) if self.family == "gemm" else (self.B, self.H)
+
+    @property
     def shape(self) -> str:
-        dims = (self.B, self.M, self.N, self.K) if self.family == "gemm" else (self.B, self.H)
-        return "x".join(str(d) for d in dims)
+        return "x".join(str(d) for d in self.dims)
 
     def work(self) -> tuple[float, str]:
-        """FLOPs (GEMMs) or bytes moved (the rest) per call, with the unit."""
+        """FLOPs (GEMMs, convolutions) or bytes moved (the rest) per call, with the unit."""
         if self.family == "gemm":
             return 2.0 * self.B * self.M * self.N * self.K, "FLOP"
+        if self.family == "conv":  # the output is H x H (stride 1, padding K // 2, odd K)
+            return 2.0 * self.B * self.N * self.H**2 * self.M * self.K**2, "FLOP"
         size = DTYPES[self.dtype].itemsize
         moved = _TENSORS_MOVED[self.op] * self.B * self.H + (2 * self.H if self.op == "ln" else 0)
         return float(moved * size), "B"
@@ -98,6 +108,24 @@ def _gemms(
 
 def _rows(op: str, shapes: Sequence[tuple[int, int]], dtype: str = "fp32") -> list[Kernel]:
     return [Kernel(op, dtype, b, H=h) for b, h in shapes]
+
+
+def _convs(shapes: Sequence[tuple[int, int, int, int, int]], dtype: str = "fp32") -> list[Kernel]:
+    """(batch, in channels, out channels, kernel size, image size) -> conv kernels."""
+    return [Kernel("conv", dtype, b, cin, cout, k, size) for b, cin, cout, k, size in shapes]
+
+
+# Convolutions of CNN training: CIFAR-scale and ImageNet-scale images, 3x3 and 1x1 kernels
+_CPU_CONV = [
+    (16, 3, 64, 3, 32), (16, 64, 64, 3, 32), (16, 128, 128, 3, 16), (16, 256, 256, 3, 8),
+    (64, 64, 64, 3, 32), (16, 64, 256, 1, 32), (4, 64, 64, 3, 56), (16, 512, 512, 3, 4),
+]  # fmt: skip
+_CUDA_CONV = [
+    (64, 3, 64, 3, 224), (64, 64, 64, 3, 56), (64, 128, 128, 3, 28), (64, 256, 256, 3, 14),
+    (64, 512, 512, 3, 7), (64, 64, 256, 1, 56), (64, 256, 64, 1, 56), (64, 1024, 256, 1, 14),
+    (128, 3, 64, 3, 32), (128, 64, 64, 3, 32), (128, 128, 128, 3, 16), (128, 256, 256, 3, 8),
+    (128, 512, 512, 3, 4), (256, 64, 64, 3, 32), (16, 64, 64, 3, 56), (8, 32, 32, 3, 32),
+]  # fmt: skip
 
 
 # A CUDA calibration: per GEMM dtype 16 linear and 16 bmm shapes (square, skinny, attention-like), and 16
@@ -125,7 +153,9 @@ def _cuda_kernels(quick: bool) -> list[Kernel]:
     every = 3 if quick else 1  # quick: a third of each group
     kernels: list[Kernel] = []
     for dtype in GEMM_DTYPES["cuda"][: 2 if quick else None]:
-        kernels += _gemms(dtype, _CUDA_LINEAR[::every], _CUDA_BMM[::every])
+        kernels += _gemms(dtype, _CUDA_LINEAR[::every], _CUDA_BMM[::every]) + _convs(
+            _CUDA_CONV[::every], dtype
+        )
     kernels += _rows("add", [(1, 1), (1, 32)])  # the launch floor
     sizes = [(256, 1024), (1024, 1024), (2048, 2048), (4096, 4096), (8192, 8192), (16384, 16384)][::every]
     kernels += _rows("add", sizes) + _rows("addu", sizes)
@@ -163,6 +193,7 @@ def default_kernels(device: str = "cpu", *, quick: bool = False) -> list[Kernel]
     kernels += _rows("add", [*cached, big]) + _rows("addu", [*cached, big]) + _rows("add", tiny)
     kernels += [] if quick else _rows("gelu", [medium]) + _rows("relu", [medium])
     kernels += _rows("ln", norms) + _rows("softmax", softmaxes)
+    kernels += _convs(_CPU_CONV[1:3] if quick else _CPU_CONV)
     return kernels
 
 
@@ -179,23 +210,30 @@ def _check_kernel(kernel: Kernel, kind: str) -> None:
         raise unknown_choice("dtype", kernel.dtype, DTYPES)
     if kind == "cpu" and kernel.dtype == "tf32":
         raise ChronosError("dtype 'tf32' exists on CUDA GPUs only; on the cpu use fp32, fp16 or bf16")
-    dims = (kernel.B, kernel.M, kernel.N, kernel.K) if kernel.family == "gemm" else (kernel.B, kernel.H)
+    dims = kernel.dims
     if any(not isinstance(d, int) or d <= 0 for d in dims):
         raise ChronosError(f"kernel {kernel.op} {kernel.dtype} needs positive integer sizes, got {dims}")
 
 
 @contextlib.contextmanager
 def _matmul_precision(dtype: str) -> Iterator[None]:
-    """fp32 means TF32 off (full-precision GEMMs), tf32 means TF32 on; restored afterwards."""
-    saved = torch.get_float32_matmul_precision(), torch.backends.cuda.matmul.allow_tf32
+    """fp32 means TF32 off (full-precision GEMMs and convolutions), tf32 means TF32 on; restored
+    afterwards."""
+    saved = (
+        torch.get_float32_matmul_precision(),
+        torch.backends.cuda.matmul.allow_tf32,
+        torch.backends.cudnn.allow_tf32,
+    )
     tf32 = dtype == "tf32"
     torch.set_float32_matmul_precision("high" if tf32 else "highest")
     torch.backends.cuda.matmul.allow_tf32 = tf32
+    torch.backends.cudnn.allow_tf32 = tf32
     try:
         yield
     finally:
         torch.set_float32_matmul_precision(saved[0])
         torch.backends.cuda.matmul.allow_tf32 = saved[1]
+        torch.backends.cudnn.allow_tf32 = saved[2]
 
 
 def _make_call(kernel: Kernel, device: str) -> Callable[[], Any]:
@@ -212,6 +250,9 @@ def _make_call(kernel: Kernel, device: str) -> Callable[[], Any]:
     if kernel.op == "bmm":
         a, b = randn(B, M, K), randn(B, K, N)
         return lambda: torch.bmm(a, b)
+    if kernel.op == "conv":
+        image, weight = randn(B, M, H, H), randn(N, M, K, K)
+        return lambda: F.conv2d(image, weight, padding=K // 2)
     x = randn(B, H)
     if kernel.op == "add":
         y = randn(B, H)
@@ -272,6 +313,15 @@ def _row(kernel: Kernel, device_key: str, device_name: str, timing: tuple[float,
     nan = float("nan")
     gemm = kernel.family == "gemm"
     row = dict.fromkeys(KERNEL_COLUMNS, nan)
+    if kernel.family == "conv":  # NeuSight's conv columns
+        row.update(
+            in_channels=kernel.M,
+            out_channels=kernel.N,
+            kernel_size=kernel.K,
+            input_size=kernel.H,
+            stride=1,
+            padding=kernel.K // 2,
+        )
     row.update(
         op=kernel.op,
         family=kernel.family,
@@ -279,7 +329,7 @@ def _row(kernel: Kernel, device_key: str, device_name: str, timing: tuple[float,
         M=kernel.M if gemm else nan,
         N=kernel.N if gemm else nan,
         K=kernel.K if gemm else nan,
-        H=nan if gemm else kernel.H,
+        H=kernel.H if kernel.family not in ("gemm", "conv") else nan,
         dtype=kernel.dtype,
         device=device_key,
         device_name=device_name,
@@ -425,6 +475,9 @@ def summary_table(frame: pd.DataFrame) -> pd.DataFrame:
     for row in frame.itertuples(index=False):
         if row.family == "gemm":
             kernel = Kernel(row.op, row.dtype, int(row.B), int(row.M), int(row.N), int(row.K))
+        elif row.family == "conv":
+            dims = (row.in_channels, row.out_channels, row.kernel_size, row.input_size)
+            kernel = Kernel(row.op, row.dtype, int(row.B), *(int(d) for d in dims))
         else:
             kernel = Kernel(row.op, row.dtype, int(row.B), H=int(row.H))
         amount, unit = kernel.work()

@@ -1,0 +1,81 @@
+"""The kernel model on a CPU: whole training steps measured here against their priced operators.
+
+A CPU that `chronos calibrate` profiled (`meta_datasets/<slug>/device_profile.csv`) and whose steps
+`chronos sweep sweeps/cpu_steps_xeon.yaml` measured (`meta_datasets/<slug>/steps.csv`, same threads):
+each step is traced on the meta device and priced op by op with the default kernel model, which that
+profile calibrates. Two hosts: the default one, its per-op dispatch added to the kernels (on a CPU
+they run on the same cores), and one fitted on the other models' steps (leave-one-model-out):
+step = scale x kernels + per-op cost x ops + per-step cost, least squares in relative error.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from chronos_core.data.device_profiles import profile_root
+from chronos_core.errors import ChronosError
+from chronos_core.predict.kernels import KernelModel
+from chronos_core.predict.step import DEFAULT_HOST, predict_ops, trace_config
+
+DEFAULT_SLUG = "cpu-intel-xeon"
+STEPS_FILE = "steps.csv"
+
+
+def cpu_steps(slug: str = DEFAULT_SLUG) -> pd.DataFrame:
+    """The measured steps of a profiled CPU (rows that ran)."""
+    path = profile_root() / slug / STEPS_FILE
+    if not path.is_file():
+        raise ChronosError(f"no measured steps for {slug!r}: {path} is missing")
+    rows = pd.read_csv(path)
+    return rows[rows["status"] == "ok"].reset_index(drop=True)
+
+
+def price_steps(rows: pd.DataFrame, model: KernelModel, slug: str = DEFAULT_SLUG) -> pd.DataFrame:
+    """Kernel time (ms, floors excluded, gaps included) and op count of each measured step."""
+    out = rows[["model", "dataset", "batch_size", "optimizer", "compute_ms"]].copy()
+    kernel_ms, ops_n = [], []
+    for row in rows.itertuples():
+        seq_len = None if pd.isna(getattr(row, "seq_len", np.nan)) else int(row.seq_len)
+        ops, device = trace_config(
+            model=row.model,
+            gpu=slug,
+            batch_size=int(row.batch_size),
+            dataset=row.dataset,
+            seq_len=seq_len,
+            precision="fp32",
+            optimizer=str(row.optimizer).lower(),
+        )
+        priced = predict_ops(ops, device, model)
+        kernel_ms.append(float(priced["pred_ms"].sum()))
+        ops_n.append(float(priced["count"].fillna(1).sum()))
+    out["kernel_ms"], out["ops"] = kernel_ms, ops_n
+    return out
+
+
+def fit_serial_host(kernel_ms: np.ndarray, ops: np.ndarray, measured: np.ndarray) -> np.ndarray:
+    """(scale, ms per op, ms per step) >= 0 minimising the squared relative error of
+    scale x kernel_ms + per_op x ops + per_step against the measured steps."""
+    from scipy.optimize import nnls
+
+    design = np.column_stack([kernel_ms, ops, np.ones_like(kernel_ms)]) / measured[:, None]
+    coef, _ = nnls(design, np.ones_like(measured))
+    return coef
+
+
+def check_cpu(model: KernelModel, slug: str = DEFAULT_SLUG) -> pd.DataFrame:
+    """Each measured step with pred_default_ms (the default host, serial) and pred_lomo_ms (a host
+    fitted on the other models' steps), and their absolute percentage errors."""
+    priced = price_steps(cpu_steps(slug), model, slug)
+    kernel, ops, measured = (priced[c].to_numpy(float) for c in ("kernel_ms", "ops", "compute_ms"))
+    priced["pred_default_ms"] = kernel + ops * DEFAULT_HOST.dispatch_ms + DEFAULT_HOST.fixed_ms
+    lomo = np.full(len(priced), np.nan)
+    for name in priced["model"].unique():
+        held = (priced["model"] == name).to_numpy()
+        coef = fit_serial_host(kernel[~held], ops[~held], measured[~held])
+        lomo[held] = coef[0] * kernel[held] + coef[1] * ops[held] + coef[2]
+    priced["pred_lomo_ms"] = lomo
+    for col in ("default", "lomo"):
+        priced[f"ape_{col}"] = np.abs(priced[f"pred_{col}_ms"] / measured - 1) * 100
+    priced.insert(0, "device", slug)
+    return priced
