@@ -10,9 +10,10 @@ working set over L2, elements per SM, and the shape. No feature names a GPU, and
 (kernel name, grid, warps) is read: none is known before running.
 
 A device profile (`chronos calibrate`, or a handful of the GPU's kernels) corrects the efficiency
-per family: a table of many kernels with a robust line in log t_roof, a handful with a level on the
-kernel's own time plus an additive per-call floor (`fit_floor_correction`); without one the datasheet is
-all there is.
+per family and dtype, and for a handful of GEMMs per op (bmm, linear): a table of many kernels with a
+robust line in log t_roof, a handful with a level on the kernel's own time plus an additive per-call
+floor (`fit_floor_correction`); what is still missed on each profiled kernel is carried to nearby shapes
+(`LocalResidual`). Without a profile the datasheet is all there is.
 Tensor-core precisions (tf32, fp16, bf16) use the tensor peak of that precision; the efficiency
 learned on fp32 SIMT kernels carries over (checked on XLA's B200 table in notebook 08).
 """
@@ -369,7 +370,7 @@ class KernelModel:
     families: tuple[str, ...] = FAMILIES
     seed: int = 0
     models_: dict = field(default_factory=dict)
-    corrections_: dict = field(default_factory=dict)  # (device, family) -> Correction
+    corrections_: dict = field(default_factory=dict)  # (device, key of `_lookup_keys`) -> Correction
     floors_: dict = field(default_factory=dict)  # device -> launch floor (ms)
     local_: dict = field(default_factory=dict)  # (device, calibration group) -> LocalResidual
     default_floor_: float = DEFAULT_FLOOR_MS
