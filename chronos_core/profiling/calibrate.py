@@ -1,10 +1,11 @@
-"""`chronos calibrate`: time a few dozen kernels on the device at hand -> a device profile.
+"""`chronos calibrate`: time the kernels of a training step on the device at hand -> a device profile.
 
 The kernels are the ones a training step is made of, named as NeuSight names them: GEMMs (`linear`,
-`bmm`) of several shapes and precisions, large elementwise ops (`add`, `addu`) for bandwidth,
-`gelu`/`relu`, tiny `add`s for the launch floor, `ln` and `softmax`. Each is warmed up, then timed
-over `repeats` blocks of back-to-back calls (CUDA events on a GPU, perf_counter on the CPU); a row
-holds the median ms per call. `chronos_core.data.device_profiles` stores and reads the table.
+`bmm`) and 2-D convolutions (`conv`) of several shapes and precisions, large elementwise ops (`add`,
+`addu`) for bandwidth, `gelu`/`relu`, tiny `add`s for the launch floor, `ln` and `softmax`. Each is
+warmed up, then timed over `repeats` blocks of back-to-back calls (CUDA events on a GPU, perf_counter
+on the CPU); a row holds the median ms per call. `chronos_core.data.device_profiles` stores and reads
+the table.
 """
 
 from __future__ import annotations

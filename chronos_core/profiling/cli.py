@@ -1,5 +1,5 @@
 """Command-line verbs of the profiler: `measure` (one configuration), `sweep FILE`, `microbench`,
-`calibrate` (a device profile of a few dozen kernels).
+`calibrate` (a device profile of 44 kernels on a CPU, 244 on a GPU).
 
 The main `chronos` CLI adds them with `add_parsers(sub)` (and handles errors for them).
 """
@@ -291,7 +291,7 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser(
         "calibrate",
-        help="time a few dozen kernels (GEMM, elementwise, ln, softmax) here -> a device profile",
+        help="time GEMMs, convolutions, elementwise, ln and softmax kernels here -> a device profile",
     )
     c.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
     c.add_argument("--quick", action="store_true", help="a third of the kernels, 5 repeats (a few seconds)")
