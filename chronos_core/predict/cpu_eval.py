@@ -1,4 +1,6 @@
-"""The kernel model on a CPU: whole training steps measured here against their priced operators.
+"""The kernel model on a measured device: whole training steps against their priced operators.
+
+Written for this project's CPU; a GPU's steps (`scripts/device_session.sh`) read the same way.
 
 A CPU that `chronos calibrate` profiled (`meta_datasets/<slug>/device_profile.csv`) and whose steps
 `chronos sweep sweeps/cpu_steps_xeon.yaml` measured (`meta_datasets/<slug>/steps.csv`, same threads):
@@ -16,10 +18,12 @@ import pandas as pd
 from chronos_core.data.device_profiles import profile_root
 from chronos_core.errors import ChronosError
 from chronos_core.predict.kernels import KernelModel
-from chronos_core.predict.step import DEFAULT_HOST, predict_ops, trace_config
+from chronos_core.predict.step import DEFAULT_HOST, predict_ops, serial_host, step_totals, trace_config
 
 DEFAULT_SLUG = "cpu-intel-xeon"
 STEPS_FILE = "steps.csv"
+# the sweep's precision column -> the tracer's
+PRECISIONS = {"32": "fp32", "16": "amp", "bf16": "bf16"}
 
 
 def cpu_steps(slug: str = DEFAULT_SLUG) -> pd.DataFrame:
@@ -33,8 +37,8 @@ def cpu_steps(slug: str = DEFAULT_SLUG) -> pd.DataFrame:
 
 def price_steps(rows: pd.DataFrame, model: KernelModel, slug: str = DEFAULT_SLUG) -> pd.DataFrame:
     """Kernel time (ms, floors excluded, gaps included) and op count of each measured step."""
-    out = rows[["model", "dataset", "batch_size", "optimizer", "compute_ms"]].copy()
-    kernel_ms, ops_n = [], []
+    out = rows[["model", "dataset", "batch_size", "precision", "optimizer", "compute_ms"]].copy()
+    kernel_ms, ops_n, default_ms = [], [], []
     for row in rows.itertuples():
         seq_len = None if pd.isna(getattr(row, "seq_len", np.nan)) else int(row.seq_len)
         ops, device = trace_config(
@@ -43,13 +47,14 @@ def price_steps(rows: pd.DataFrame, model: KernelModel, slug: str = DEFAULT_SLUG
             batch_size=int(row.batch_size),
             dataset=row.dataset,
             seq_len=seq_len,
-            precision="fp32",
+            precision=PRECISIONS[str(row.precision)],
             optimizer=str(row.optimizer).lower(),
         )
         priced = predict_ops(ops, device, model)
         kernel_ms.append(float(priced["pred_ms"].sum()))
         ops_n.append(float(priced["count"].fillna(1).sum()))
-    out["kernel_ms"], out["ops"] = kernel_ms, ops_n
+        default_ms.append(step_totals(priced, DEFAULT_HOST, serial_host(device))["pred_step_ms"])
+    out["kernel_ms"], out["ops"], out["pred_default_ms"] = kernel_ms, ops_n, default_ms
     return out
 
 
@@ -64,11 +69,10 @@ def fit_serial_host(kernel_ms: np.ndarray, ops: np.ndarray, measured: np.ndarray
 
 
 def check_cpu(model: KernelModel, slug: str = DEFAULT_SLUG) -> pd.DataFrame:
-    """Each measured step with pred_default_ms (the default host, serial) and pred_lomo_ms (a host
-    fitted on the other models' steps), and their absolute percentage errors."""
+    """Each measured step with pred_default_ms (the default host: serial on a CPU) and pred_lomo_ms (a
+    host fitted on the other models' steps), and their absolute percentage errors."""
     priced = price_steps(cpu_steps(slug), model, slug)
     kernel, ops, measured = (priced[c].to_numpy(float) for c in ("kernel_ms", "ops", "compute_ms"))
-    priced["pred_default_ms"] = kernel + ops * DEFAULT_HOST.dispatch_ms + DEFAULT_HOST.fixed_ms
     lomo = np.full(len(priced), np.nan)
     for name in priced["model"].unique():
         held = (priced["model"] == name).to_numpy()
