@@ -51,9 +51,10 @@ def price_steps(rows: pd.DataFrame, model: KernelModel, slug: str = DEFAULT_SLUG
             optimizer=str(row.optimizer).lower(),
         )
         priced = predict_ops(ops, device, model)
-        kernel_ms.append(float(priced["pred_ms"].sum()))
-        ops_n.append(float(priced["count"].fillna(1).sum()))
-        default_ms.append(step_totals(priced, DEFAULT_HOST, serial_host(device))["pred_step_ms"])
+        totals = step_totals(priced, DEFAULT_HOST, serial_host(device))
+        kernel_ms.append(totals["pred_step_ms"] - totals["pred_overhead_ms"])
+        ops_n.append(totals["kernels"])
+        default_ms.append(totals["pred_step_ms"])
     out["kernel_ms"], out["ops"], out["pred_default_ms"] = kernel_ms, ops_n, default_ms
     return out
 

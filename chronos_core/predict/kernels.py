@@ -486,8 +486,8 @@ class KernelModel:
                 pos = np.flatnonzero((dev == d) & (names == name))
                 if level != "family" and len(pos) < MIN_GROUP_POINTS:
                     continue
-                if level == "group" and len(pos) >= MIN_POINTS_FOR_SLOPE:
-                    continue  # a table keeps its family line per dtype (bmm and linear split only a handful)
+                if level == "group" and (name.count("/") < 2 or len(pos) >= MIN_POINTS_FOR_SLOPE):
+                    continue  # only GEMMs split by op, and only a handful (a table keeps its line per dtype)
                 if len(pos) >= MIN_POINTS_FOR_SLOPE:  # a table: a level and a trend in log t_roof
                     corr = fit_correction(cols[2][pos], np.log(latency[pos] / t_model[pos]))
                 else:  # a calibration's handful: a level on the kernel's own time and the per-call floor

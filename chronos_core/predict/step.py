@@ -249,21 +249,27 @@ def step_totals(
 ) -> dict[str, float]:
     """A priced step's parts: device time per phase, and the host's share: where it is the longer
     (a GPU, running ahead of the host), or all of it (`serial`, a CPU)."""
-    per_phase = priced.groupby("phase")["pred_ms"].sum()
-    gpu_ms = float(priced["pred_ms"].sum())
-    kernels = float(priced["count"].fillna(1).sum())
-    overhead = float(_overhead(gpu_ms, kernels, host, serial))
-    return {
-        "pred_forward_ms": float(per_phase.get("forward", 0.0)),
-        "pred_backward_ms": float(per_phase.get("backward", 0.0)),
-        "pred_optimizer_ms": float(per_phase.get("optimizer", 0.0)),
-        "pred_overhead_ms": overhead,
-        "pred_step_ms": gpu_ms + overhead,
-        "kernels": kernels,
-    }
+    return totals_by_step(priced, np.zeros(len(priced), dtype=int), host, serial).iloc[0].to_dict()
 
 
 _PHASES = ("forward", "backward", "optimizer")
+
+
+def totals_by_step(
+    priced: pd.DataFrame, steps: np.ndarray, host: HostOverhead = DEFAULT_HOST, serial: bool = False
+) -> pd.DataFrame:
+    """`step_totals` of every step at once: one row per value of `steps` (each op's step)."""
+    per_phase = priced.groupby([steps, priced["phase"].to_numpy()])["pred_ms"].sum().unstack(fill_value=0.0)
+    gpu_ms = priced.groupby(steps)["pred_ms"].sum()
+    kernels = priced["count"].fillna(1).groupby(steps).sum().astype(float)
+    overhead = _overhead(gpu_ms, kernels, host, serial)
+    out = pd.DataFrame(index=gpu_ms.index)
+    for phase in _PHASES:
+        out[f"pred_{phase}_ms"] = per_phase[phase] if phase in per_phase else 0.0
+    out["pred_overhead_ms"] = overhead
+    out["pred_step_ms"] = gpu_ms + overhead
+    out["kernels"] = kernels
+    return out.astype(float)
 
 
 def predict_steps(
@@ -278,24 +284,10 @@ def predict_steps(
     q10, q90 = step_interval()
     for device, part in allops.groupby("_device", sort=False):
         priced = predict_ops(part.reset_index(drop=True), str(device), model, host)
-        steps = priced["_step"].to_numpy()
-        per_phase = priced.groupby(["_step", "phase"])["pred_ms"].sum().unstack(fill_value=0.0)
-        gpu_ms = priced.groupby(steps)["pred_ms"].sum()
-        kernels = priced["count"].fillna(1).groupby(steps).sum()
-        overhead = _overhead(gpu_ms, kernels, host, serial_host(str(device)))
-        for i in gpu_ms.index:  # the same sums as `step_totals`, for every step at once
-            total = float(gpu_ms[i] + overhead[i])
-            out[int(i)] = {
-                **{
-                    f"pred_{p}_ms": float(per_phase[p].get(i, 0.0)) if p in per_phase else 0.0
-                    for p in _PHASES
-                },
-                "pred_overhead_ms": float(overhead[i]),
-                "pred_step_ms": total,
-                "kernels": float(kernels[i]),
-                "pred_step_ms_lo": total * math.exp(q10),
-                "pred_step_ms_hi": total * math.exp(q90),
-            }
+        totals = totals_by_step(priced, priced["_step"].to_numpy(), host, serial_host(str(device)))
+        totals["pred_step_ms_lo"] = totals["pred_step_ms"] * math.exp(q10)
+        totals["pred_step_ms_hi"] = totals["pred_step_ms"] * math.exp(q90)
+        out.update({int(i): row for i, row in totals.to_dict(orient="index").items()})
     return [out[i] for i in range(len(traced))]
 
 
