@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pandas as pd
@@ -50,6 +51,13 @@ def test_chronos_numbers_in_readme():
 @pytest.mark.parametrize("name", ["opgraph_speed.md", "predict_step_speed.md"])
 def test_speed_files_exist(name):
     assert (RESULTS / name).is_file()
+
+
+def test_predict_step_speed_in_readme():
+    text = (RESULTS / "predict_step_speed.md").read_text()
+    repeated, distinct = re.findall(r"\*\*([0-9.]+) s\*\*", text)
+    assert f"1,000 rows of 80 configurations in {repeated} s" in README
+    assert f"(125 graphs on 8 GPUs) in {distinct} s" in README
 
 
 def test_cpu_numbers_in_readme():

@@ -139,6 +139,7 @@ def predict_step_frame(
         from chronos_core.predict.kernel_default import default_kernel_model
 
         model = default_kernel_model()
+    from chronos_core.catalog.devices import Devices
     from chronos_core.predict.step import predict_steps, trace_config
 
     results = np.full((len(frame), len(STEP_OUTPUTS)), np.nan)
@@ -150,13 +151,22 @@ def predict_step_frame(
 
         rows = tqdm(rows, total=len(frame), desc="predict-step: tracing")
     unique: dict[str, int] = {}  # identical configurations are traced and priced once
+    graphs: dict[str, pd.DataFrame] = {}  # and one configuration on many GPUs is one graph
     for i, (_, row) in enumerate(rows):
         try:
             config = step_config(row)
             key = json.dumps(config, sort_keys=True, default=str)
             if key not in unique:
+                graph = json.dumps(
+                    {k: v for k, v in config.items() if k != "gpu"}, sort_keys=True, default=str
+                )
+                if graph in graphs:
+                    ops, device = graphs[graph], Devices.get(config["gpu"]).name
+                else:
+                    ops, device = trace_config(**config)
+                    graphs[graph] = ops
                 unique[key] = len(traced)
-                traced.append(trace_config(**config))
+                traced.append((ops, device))
             where.append((i, unique[key]))
         except ChronosError as exc:
             errors[i] = str(exc)

@@ -278,13 +278,44 @@ def predict_steps(
     """Many steps at once: (ops, device) pairs priced in one pass per device, with 80% intervals."""
     if not traced:
         return []
-    frames = [ops.assign(_step=i, _device=device) for i, (ops, device) in enumerate(traced)]
+    graphs: dict[int, int] = {}  # a graph shared by several steps (one config, many GPUs) is read once
+    frames = []
+    for ops, _ in traced:
+        if id(ops) not in graphs:
+            graphs[id(ops)] = len(frames)
+            frames.append(ops)
+    sizes = np.array([len(f) for f in frames])
+    starts = np.concatenate([[0], np.cumsum(sizes)[:-1]])
+    graph_of = np.array([graphs[id(ops)] for ops, _ in traced], dtype=int)
     allops = pd.concat(frames, ignore_index=True)
+    devices = np.array([str(device) for _, device in traced], dtype=object)
+    # steps of one model at other batch sizes, or on other GPUs, share most of their ops: each distinct
+    # op (all columns but its count) is priced once per device, and its time scales with the count
+    keys = [c for c in allops.columns if c != "count"]
+    codes = allops.groupby(keys, dropna=False, sort=False).ngroup().to_numpy()
+    first = pd.Series(np.arange(len(allops))).groupby(codes).first().to_numpy()
+    unit = allops.iloc[first][keys].reset_index(drop=True).assign(count=1.0)
+    count = allops["count"].to_numpy()
+    phase = allops["phase"].to_numpy()
     out: dict[int, dict[str, float]] = {}
     q10, q90 = step_interval()
-    for device, part in allops.groupby("_device", sort=False):
-        priced = predict_ops(part.reset_index(drop=True), str(device), model, host)
-        totals = totals_by_step(priced, priced["_step"].to_numpy(), host, serial_host(str(device)))
+    for device in dict.fromkeys(devices):
+        step_ids = np.flatnonzero(devices == device)
+        g = graph_of[step_ids]
+        rows = np.concatenate([np.arange(starts[j], starts[j] + sizes[j]) for j in g])
+        steps = np.repeat(step_ids, sizes[g])
+        used = np.unique(codes[rows])
+        unit_ms = np.zeros(len(unit))
+        unit_ms[used] = predict_ops(unit.iloc[used].reset_index(drop=True), device, model, host)["pred_ms"]
+        part_count = count[rows]
+        priced = pd.DataFrame(
+            {
+                "phase": phase[rows],
+                "count": part_count,
+                "pred_ms": unit_ms[codes[rows]] * np.nan_to_num(part_count.astype(float), nan=1.0),
+            }
+        )
+        totals = totals_by_step(priced, steps, host, serial_host(device))
         totals["pred_step_ms_lo"] = totals["pred_step_ms"] * math.exp(q10)
         totals["pred_step_ms_hi"] = totals["pred_step_ms"] * math.exp(q90)
         out.update({int(i): row for i, row in totals.to_dict(orient="index").items()})
