@@ -60,6 +60,15 @@ def test_predict_step_speed_in_readme():
     assert f"(125 graphs on 8 GPUs) in {distinct} s" in README
 
 
+def test_parallel_numbers_in_readme():
+    par = pd.read_csv(RESULTS / "neusight_parallel.csv").set_index("parallel")
+    dp = par.loc["dp4"]
+    assert f"measured {dp['measured_ms']:.1f} ms with data parallel" in README
+    assert f"predicted {dp['pred_ms_none']:.1f} ms ({_pct(dp['ape_none'])};" in README
+    assert f"{dp['pred_ms_adamw']:.1f} ms with an AdamW step" in README
+    assert f"({par.loc['tp4', 'measured_ms']:.1f} and {par.loc['pp4_1', 'measured_ms']:.1f} ms)" in README
+
+
 def test_cpu_numbers_in_readme():
     cpu = pd.read_csv(RESULTS / "cpu_steps.csv")
     assert f"{len(cpu)} fp32 training steps of {cpu['model'].nunique()} zoo models" in README.replace(

@@ -65,6 +65,15 @@ def test_frame_layout_and_mlp_rows():
     assert matmul_flops(df) == counter.get_total_flops()
 
 
+def test_trace_carries_its_trainable_parameter_count_through_the_cache():
+    df = trace_step(mlp(), torch.empty(3, 5), optimizer="none")
+    assert df.attrs["parameters"] == 5 * 8 + 8 + 8 * 4 + 4
+    first = trace_step("ResNet18", batch_size=2, input_shape=(3, 32, 32), optimizer="sgd")
+    opgraph.clear_cache()  # memory cache gone: the disk cache answers
+    again = trace_step("ResNet18", batch_size=2, input_shape=(3, 32, 32), optimizer="sgd")
+    assert first.attrs["parameters"] == again.attrs["parameters"] > 10_000_000
+
+
 def test_linear_gemm_shapes_forward_and_both_gradients():
     # Second Linear(8 -> 4) on x[3, 8]: forward (M, N, K) = (b, out, in); input grad (b, in, out);
     # weight grad (out, in, b). The first layer's input needs no gradient: only its weight grad.

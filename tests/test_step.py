@@ -203,6 +203,30 @@ def test_predict_step_cli(tmp_path, patched):
     assert "fp64" in frame["error"][2] and "nonexistent-model" in frame["error"][3]
 
 
+def test_predict_step_num_gpus(tmp_path, patched):
+    src = tmp_path / "in.csv"
+    base = {"model": "hf:gpt2", "seq_len": 128, "precision": "bf16", "optimizer": "adamw", "gpu": "H100 SXM"}
+    rows = [
+        {**base, "batch_size": 8, "mode": "train", "num_gpus": 1},
+        {**base, "batch_size": 16, "mode": "train", "num_gpus": 2},
+        {**base, "batch_size": 8, "mode": "train", "num_gpus": 3},
+        {**base, "batch_size": 16, "mode": "inference", "num_gpus": 2},
+        {**base, "batch_size": 8, "mode": "train", "num_gpus": 2, "gpu": "MI300X"},
+    ]
+    pd.DataFrame(rows).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict-step", "--input", str(src), "--output", str(out)]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    single, double = frame.iloc[0], frame.iloc[1]
+    assert float(single["pred_comm_ms"]) == 0.0 and float(double["pred_comm_ms"]) > 0.0
+    # each of the two GPUs runs the single GPU's batch of 8, then waits for the exposed all-reduce
+    assert float(double["pred_step_ms"]) == pytest.approx(
+        float(single["pred_step_ms"]) + float(double["pred_comm_ms"])
+    )
+    assert float(frame["pred_comm_ms"][3]) == 0.0  # inference replicas never all-reduce
+    assert "split" in frame["error"][2] and "MI300X" in frame["error"][4]
+
+
 @pytest.mark.parametrize(
     ("verb", "content", "message"),
     [

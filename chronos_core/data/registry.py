@@ -150,6 +150,10 @@ NEUSIGHT_LABELS = {
         "bert_large-inf-512-8", "bert_large-inf-512-16", "gpt2_large-inf-1024-4", "gpt2_large-inf-1024-8",
         "opt_13-inf-2048-2",
     ),
+    # 4-GPU training steps (global batch 4): data, tensor and pipeline parallel
+    "NVIDIA A100-SXM4-40GB": (
+        "gpt2_large-train-1024-4-dp4", "gpt2_large-train-1024-4-tp4", "gpt2_large-train-1024-4-pp4_1",
+    ),
 }  # fmt: skip
 NEUSIGHT_MODEL_CONFIGS = (
     "bert", "bert_large", "gpt2_large", "gpt2_med", "gpt2_xl", "gpt3_13", "gpt3_27", "gpt3_67", "gpt3_xl",

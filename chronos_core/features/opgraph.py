@@ -985,6 +985,13 @@ def loss_of(output: Any, targets: torch.Tensor | None) -> torch.Tensor:
 
 
 def _run_step(step: Step, precision: str, optimizer: str, mode: str, attn: str) -> pd.DataFrame:
+    frame = _trace_rows(step, precision, optimizer, mode, attn)
+    # what data parallelism all-reduces: the trainable parameters (frame.attrs survive copy and pickle)
+    frame.attrs["parameters"] = int(sum(p.numel() for p in step.params if p.requires_grad))
+    return frame
+
+
+def _trace_rows(step: Step, precision: str, optimizer: str, mode: str, attn: str) -> pd.DataFrame:
     recorder = _Recorder(tf32=precision == "tf32")
     low = {"amp": torch.float16, "bf16": torch.bfloat16}.get(precision)
     policy = _StepPolicy(low, attn == "sdpa")

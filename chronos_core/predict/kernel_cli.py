@@ -9,8 +9,10 @@ OUT repeats every row and adds pred_latency_ms (ms per call) and `error`.
 
 predict-step: columns model, batch_size, seq_len or input_shape, precision (fp32, tf32, amp, bf16),
 optimizer (none, sgd, adam, adamw), mode (train, inference), gpu, optional attn_implementation
-(eager, sdpa; default sdpa). OUT adds pred_forward_ms, pred_backward_ms, pred_optimizer_ms,
-pred_overhead_ms, pred_step_ms, pred_step_ms_lo, pred_step_ms_hi (80%) and `error`.
+(eager, sdpa; default sdpa), optional num_gpus (1-8 GPUs of one node, data parallel: batch_size is
+the global batch). OUT adds pred_forward_ms, pred_backward_ms, pred_optimizer_ms, pred_overhead_ms,
+pred_step_ms, pred_step_ms_lo, pred_step_ms_hi (80%) and `error`; with num_gpus also pred_comm_ms (the
+gradient all-reduce that backward does not hide, included in pred_step_ms).
 """
 
 from __future__ import annotations
@@ -140,11 +142,13 @@ def predict_step_frame(
 
         model = default_kernel_model()
     from chronos_core.catalog.devices import Devices
+    from chronos_core.predict.parallel import check_gpus, data_parallel_ms, link_gbs
     from chronos_core.predict.step import predict_steps, trace_config
 
-    results = np.full((len(frame), len(STEP_OUTPUTS)), np.nan)
+    outputs = STEP_OUTPUTS + (("pred_comm_ms",) if "num_gpus" in frame else ())
+    results = np.full((len(frame), len(outputs)), np.nan)
     errors = [""] * len(frame)
-    traced, where = [], []
+    traced, where, gpus = [], [], []
     rows = frame.iterrows()
     if progress and len(frame) > 20:
         from tqdm.auto import tqdm
@@ -155,18 +159,21 @@ def predict_step_frame(
     for i, (_, row) in enumerate(rows):
         try:
             config = step_config(row)
-            key = json.dumps(config, sort_keys=True, default=str)
+            n = check_gpus(_optional(row, "num_gpus") or 1, int(config["batch_size"]))
+            config["batch_size"] = int(config["batch_size"]) // n  # what each GPU runs
+            if n > 1 and config["mode"] == "train":
+                link_gbs(str(config["gpu"]))  # a GPU whose interconnect nobody knows: this row fails
+            key = json.dumps([config, n], sort_keys=True, default=str)
             if key not in unique:
-                graph = json.dumps(
-                    {k: v for k, v in config.items() if k != "gpu"}, sort_keys=True, default=str
-                )
+                graph = json.dumps({k: v for k, v in config.items() if k != "gpu"}, sort_keys=True)
                 if graph in graphs:
-                    ops, device = graphs[graph], Devices.get(config["gpu"]).name
+                    ops, device = graphs[graph], Devices.get(str(config["gpu"])).name
                 else:
                     ops, device = trace_config(**config)
                     graphs[graph] = ops
                 unique[key] = len(traced)
                 traced.append((ops, device))
+                gpus.append(n if config["mode"] == "train" else 1)  # inference replicas never talk
             where.append((i, unique[key]))
         except ChronosError as exc:
             errors[i] = str(exc)
@@ -174,10 +181,15 @@ def predict_step_frame(
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             errors[i] = f"cannot trace {row['model']!r}: {why}"
     preds = predict_steps(traced, model)
+    for k, ((ops, device), n) in enumerate(zip(traced, gpus, strict=True)):
+        comm = data_parallel_ms(ops.attrs.get("parameters", 0), n, device, preds[k]["pred_backward_ms"])
+        preds[k]["pred_comm_ms"] = comm["exposed_ms"]
+        for col in ("pred_step_ms", "pred_step_ms_lo", "pred_step_ms_hi"):
+            preds[k][col] += comm["exposed_ms"]
     for i, k in where:
-        results[i] = [preds[k][c] for c in STEP_OUTPUTS]
+        results[i] = [preds[k][c] for c in outputs]
     out = frame.copy()
-    for j, col in enumerate(STEP_OUTPUTS):
+    for j, col in enumerate(outputs):
         out[col] = results[:, j]
     out["error"] = errors
     return out

@@ -71,6 +71,13 @@ def neusight_models(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
     return _write(step_eval.check_neusight(model, DEFAULT_HOST), "neusight_models.csv", out_dir)
 
 
+def neusight_parallel(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """GPT-2-Large training on four A100-SXM4-40GB (NeuSight's labels): data parallel predicted."""
+    if reuse:
+        return pd.read_csv(out_dir / "neusight_parallel.csv")
+    return _write(step_eval.check_neusight_parallel(), "neusight_parallel.csv", out_dir)
+
+
 def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.DataFrame]:
     """CHRONOS compute time per held-out GPU (and unseen configs), beside the whole-model regressor."""
     if reuse:
