@@ -53,6 +53,15 @@ def test_speed_files_exist(name):
     assert (RESULTS / name).is_file()
 
 
+def test_opgraph_speed_in_readme():
+    text = (RESULTS / "opgraph_speed.md").read_text()
+    tracing = re.search(r"tracing only .*?\| ([0-9.]+) \|", text).group(1)
+    cold = re.search(r"as a user sees it .*?\| ([0-9.]+) \|", text).group(1)
+    disk = re.search(r"new process \(disk cache\) \| ([0-9.]+) ms", text).group(1)
+    assert f"{tracing} s once transformers is imported ({cold} s cold with that import" in README
+    assert f"cache in {disk} ms;" in README
+
+
 def test_predict_step_speed_in_readme():
     text = (RESULTS / "predict_step_speed.md").read_text()
     repeated, distinct = re.findall(r"\*\*([0-9.]+) s\*\*", text)
