@@ -212,6 +212,8 @@ def test_predict_step_num_gpus(tmp_path, patched):
         {**base, "batch_size": 8, "mode": "train", "num_gpus": 3},
         {**base, "batch_size": 16, "mode": "inference", "num_gpus": 2},
         {**base, "batch_size": 8, "mode": "train", "num_gpus": 2, "gpu": "MI300X"},
+        {**base, "batch_size": 8, "mode": "train", "num_gpus": 0},
+        {**base, "batch_size": 8, "mode": "train", "num_gpus": None},
     ]
     pd.DataFrame(rows).to_csv(src, index=False)
     out = tmp_path / "out.csv"
@@ -225,6 +227,8 @@ def test_predict_step_num_gpus(tmp_path, patched):
     )
     assert float(frame["pred_comm_ms"][3]) == 0.0  # inference replicas never all-reduce
     assert "split" in frame["error"][2] and "MI300X" in frame["error"][4]
+    assert "num_gpus" in frame["error"][5] and frame["error"][6] == ""  # 0 fails; a blank is one GPU
+    assert float(frame["pred_step_ms"][6]) == float(single["pred_step_ms"])
 
 
 @pytest.mark.parametrize(

@@ -159,7 +159,8 @@ def predict_step_frame(
     for i, (_, row) in enumerate(rows):
         try:
             config = step_config(row)
-            n = check_gpus(_optional(row, "num_gpus") or 1, int(config["batch_size"]))
+            count = _optional(row, "num_gpus")  # absent or blank: one GPU; 0 is an error, not a blank
+            n = 1 if count is None else check_gpus(count, int(config["batch_size"]))
             config["batch_size"] = int(config["batch_size"]) // n  # what each GPU runs
             if n > 1 and config["mode"] == "train":
                 link_gbs(str(config["gpu"]))  # a GPU whose interconnect nobody knows: this row fails
