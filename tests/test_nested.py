@@ -477,7 +477,10 @@ def test_ray_runs_a_few_outer_steps(ray_pool, mode):
     assert report["messages_up"] == report["messages_down"] == 2 + report["commits"]
     assert report["bytes_up"] > 0 and report["bytes_down"] > 0
     if mode == "sync":
-        assert report["staleness_sum"] == 0 and report["accepted"] >= 2 * 4
+        # a barrier: never stale; each round takes one commit per active worker, and a worker whose Ray
+        # process starts late joins from the next round (so 1..2 commits per round, not always 2)
+        assert report["staleness_sum"] == 0
+        assert report["version"] <= report["accepted"] <= 2 * report["version"]
     if mode == "async_sparse":
         assert report["commits"] <= steps
 
