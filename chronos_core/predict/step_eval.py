@@ -62,18 +62,17 @@ def _cached(key: dict, build) -> pd.DataFrame:
 # ---------------------------------------------------------------------------------------------- NeuSight
 
 
-def neusight_labels() -> pd.DataFrame:
-    """One row per labelled (GPU, model, seq_len, batch): measured end-to-end inference ms."""
+def _labels(mode: str) -> list[dict]:
+    """NeuSight's labels of one mode ("inf", "train") for the models in NEUSIGHT_MODELS, parsed from
+    names like gpt2_large-inf-1024-4 or gpt2_large-train-1024-4-dp4 (`suffix`: what follows the batch)."""
     rows = []
     for name, src in registry.SOURCES.items():
         if src.kind != "model_label":
             continue
-        label = Path(src.mirror_path).stem  # e.g. gpt2_large-inf-1024-4
-        model, mode, seq, batch = label.split("-")[:4]
-        gpu = Path(src.mirror_path).parent.name.replace("_", " ")
-        if model not in NEUSIGHT_MODELS or mode != "inf":
+        model, label_mode, seq, batch, *suffix = Path(src.mirror_path).stem.split("-")
+        if model not in NEUSIGHT_MODELS or label_mode != mode:
             continue
-        record = json.loads(registry.read_text(name))
+        gpu = Path(src.mirror_path).parent.name.replace("_", " ")
         rows.append(
             {
                 "gpu": Devices.get(gpu).name,
@@ -81,10 +80,16 @@ def neusight_labels() -> pd.DataFrame:
                 "model": model,
                 "seq_len": int(seq),
                 "batch_size": int(batch),
-                "measured_ms": float(record["e2e_latency"]),
+                "suffix": "-".join(suffix),
+                "measured_ms": float(json.loads(registry.read_text(name))["e2e_latency"]),
             }
         )
-    return pd.DataFrame(rows)
+    return rows
+
+
+def neusight_labels() -> pd.DataFrame:
+    """One row per labelled (GPU, model, seq_len, batch): measured end-to-end inference ms."""
+    return pd.DataFrame(_labels("inf")).drop(columns="suffix")
 
 
 def neusight_ops(model: str, seq_len: int, batch_size: int) -> pd.DataFrame:
@@ -132,23 +137,18 @@ def check_neusight(model: KernelModel, host: HostOverhead) -> pd.DataFrame:
 def neusight_parallel_labels() -> pd.DataFrame:
     """NeuSight's multi-GPU training labels: one row per (GPU, model, parallelism), measured e2e ms."""
     rows = []
-    for name, src in registry.SOURCES.items():
-        label = Path(src.mirror_path).stem  # e.g. gpt2_large-train-1024-4-dp4
-        parts = label.split("-")
-        if src.kind != "model_label" or parts[1] != "train" or len(parts) < 5:
-            continue
-        kind = re.match(r"([a-z]+)(\d+)", parts[4])
-        record = json.loads(registry.read_text(name))
+    for rec in _labels("train"):
+        kind = re.match(r"([a-z]+)(\d+)", rec["suffix"])  # dp4, tp4, pp4_1
         rows.append(
             {
-                "gpu": Devices.get(Path(src.mirror_path).parent.name.replace("_", " ")).name,
-                "model": parts[0],
-                "seq_len": int(parts[2]),
-                "batch_size": int(parts[3]),  # global batch
-                "parallel": parts[4],
-                "scheme": kind.group(1) if kind else parts[4],
+                "gpu": rec["gpu"],
+                "model": rec["model"],
+                "seq_len": rec["seq_len"],
+                "batch_size": rec["batch_size"],  # global batch
+                "parallel": rec["suffix"],
+                "scheme": kind.group(1) if kind else rec["suffix"],
                 "num_gpus": int(kind.group(2)) if kind else 1,
-                "measured_ms": float(record["e2e_latency"]),
+                "measured_ms": rec["measured_ms"],
             }
         )
     return pd.DataFrame(rows)
@@ -163,35 +163,35 @@ def check_neusight_parallel(model: KernelModel | None = None) -> pd.DataFrame:
     from chronos_core.predict.kernel_cli import predict_step_frame
 
     labels = neusight_parallel_labels()
-    out = []
-    for row in labels.itertuples():
-        rec = row._asdict()
-        rec.pop("Index")
-        for optimizer in ("none", "adamw"):
-            pred = np.nan
-            if row.scheme == "dp" and row.model in NEUSIGHT_MODELS:
-                source = str(registry.path(NEUSIGHT_MODELS[row.model][0]))
-                frame = pd.DataFrame(
-                    [
-                        {
-                            "model": source, "batch_size": row.batch_size, "seq_len": row.seq_len,
-                            "precision": "fp32", "optimizer": optimizer, "mode": "train", "gpu": row.gpu,
-                            "attn_implementation": "eager", "num_gpus": row.num_gpus,
-                        }
-                    ]
-                )  # fmt: skip
-                result = predict_step_frame(frame, model).iloc[0]
-                if result["error"]:
-                    raise ChronosError(f"NeuSight {row.parallel} check failed: {result['error']}")
-                pred = float(result["pred_step_ms"])
-                if optimizer == "none":
-                    rec["pred_comm_ms"] = float(result["pred_comm_ms"])
-            rec[f"pred_ms_{optimizer}"] = pred
-        out.append(rec)
-    frame = pd.DataFrame(out)
-    frame["ape_none"] = (frame["pred_ms_none"] - frame["measured_ms"]).abs() / frame["measured_ms"] * 100
-    frame["ape_adamw"] = (frame["pred_ms_adamw"] - frame["measured_ms"]).abs() / frame["measured_ms"] * 100
-    return frame
+    dp = labels[labels["scheme"] == "dp"]
+    optimizers = ("none", "adamw")
+    inputs = [
+        {
+            "label": i, "optimizer": optimizer, "precision": "fp32", "mode": "train",
+            "model": str(registry.path(NEUSIGHT_MODELS[row.model][0])), "batch_size": row.batch_size,
+            "seq_len": row.seq_len, "gpu": row.gpu, "attn_implementation": "eager", "num_gpus": row.num_gpus,
+        }
+        for i, row in dp.iterrows()
+        for optimizer in optimizers
+    ]  # fmt: skip
+    preds = (
+        predict_step_frame(pd.DataFrame(inputs), model)
+        if inputs
+        else pd.DataFrame(columns=["label", "optimizer", "pred_step_ms", "pred_comm_ms", "error"])
+    )
+    failed = preds[preds["error"] != ""]
+    if len(failed):
+        raise ChronosError(f"NeuSight data-parallel check failed: {failed['error'].iloc[0]}")
+    out = labels.copy()
+    for optimizer in optimizers:
+        part = preds[preds["optimizer"] == optimizer].set_index("label")
+        out[f"pred_ms_{optimizer}"] = part["pred_step_ms"].reindex(out.index).astype(float)
+        if optimizer == "none":
+            out["pred_comm_ms"] = part["pred_comm_ms"].reindex(out.index).astype(float)
+        out[f"ape_{optimizer}"] = (
+            (out[f"pred_ms_{optimizer}"] - out["measured_ms"]).abs() / out["measured_ms"] * 100
+        )
+    return out[[*labels.columns, "pred_comm_ms", "pred_ms_none", "pred_ms_adamw", "ape_none", "ape_adamw"]]
 
 
 # ---------------------------------------------------------------------------------------------- CHRONOS
