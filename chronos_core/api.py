@@ -35,6 +35,7 @@ meta-regressor as prior, updated by the validation losses a running job has alre
 
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections.abc import Sequence
@@ -337,6 +338,9 @@ class TrainingTimePredictor:
     None for a host the public tables do not cover.
     `seq_len`: tokens per sequence for text datasets (default: the dataset's, capped at a Hugging
     Face model's positions); a token corpus is cut into train_tokens // seq_len sequences.
+    `num_gpus`: GPUs of one node training data parallel (DDP); batch_size is the global batch, each
+    GPU runs batch_size / num_gpus and the gradients' all-reduce backward cannot hide is added
+    (`chronos_core.predict.parallel`); the cost counts every GPU.
     The time model follows the model (module docstring): the whole-model regressor for zoo models,
     the kernel model for Hugging Face / timm models and user models beyond the regressor's tables.
     """
@@ -359,6 +363,7 @@ class TrainingTimePredictor:
         model_kwargs: dict[str, Any] | None = None,
         host: str | None = None,
         seq_len: int | None = None,
+        num_gpus: int = 1,
     ) -> None:
         self.model = resolve_model(model)
         self.dataset = self._sized_dataset(resolve_dataset(dataset), seq_len)
@@ -382,6 +387,42 @@ class TrainingTimePredictor:
         self._time_pred: pd.DataFrame | None = None
         self._ops: pd.DataFrame | None = None
         self._memory: Any = None  # MemoryEstimate, False where it cannot be simulated
+        self.num_gpus = self._check_num_gpus(num_gpus)
+        self._per_gpu: TrainingTimePredictor | None = None
+
+    def _check_num_gpus(self, num_gpus: Any) -> int:
+        from chronos_core.predict.parallel import check_gpus, link_gbs
+
+        n = check_gpus(num_gpus, self.batch_size)
+        if n > 1 and self.on_cpu:
+            raise ChronosError(f"num_gpus {num_gpus!r} applies to GPUs; gpu='cpu' is one machine (use 1)")
+        if n > 1:
+            link_gbs(self.gpu)  # a GPU whose interconnect nobody knows fails here, in one line
+        return n
+
+    def per_gpu(self) -> TrainingTimePredictor:
+        """What each GPU runs under data parallelism: this run at batch_size / num_gpus on one GPU
+        (itself when num_gpus is 1)."""
+        if self.num_gpus == 1:
+            return self
+        if self._per_gpu is None:
+            replica = copy.copy(self)
+            replica.batch_size = self.batch_size // self.num_gpus
+            replica.num_gpus = 1
+            replica._features = replica._measured = replica._time_pred = replica._ops = replica._memory = None
+            replica._per_gpu = None
+            self._per_gpu = replica
+        return self._per_gpu
+
+    def _allreduce_ms(self) -> float:
+        """The gradient all-reduce (ms) that backward does not hide; backward is taken as 2/3 of the
+        per-GPU compute (it runs twice the forward's FLOPs)."""
+        from chronos_core.predict.parallel import data_parallel_ms
+
+        replica = self.per_gpu()
+        compute = float(replica._predicted()["pred_compute_ms"].iloc[0])
+        params = float(replica.features()["param_count"])
+        return data_parallel_ms(params, self.num_gpus, self.gpu, compute * 2 / 3)["exposed_ms"]
 
     def _sized_dataset(self, dataset: DatasetSpec, seq_len: Any) -> DatasetSpec:
         """The dataset at the run's sequence length: `seq_len` when given, else the dataset's
@@ -536,6 +577,8 @@ class TrainingTimePredictor:
         """Predicted peak GPU memory of one training step (`chronos_core.features.memory`: parameters,
         gradients, optimizer states, saved activations, temporaries, allocator overhead), computed once;
         None on the CPU, for Keras models, and where the step cannot be simulated."""
+        if self.num_gpus > 1:
+            return self.per_gpu().memory_estimate()
         if self._memory is None and not self.on_cpu and self._torch_model:
             precision, optimizer = self._trace_options()
             try:
@@ -549,7 +592,9 @@ class TrainingTimePredictor:
     def check_fits(self) -> None:
         """Refuse (one line, `DoesNotFit`) a run whose predicted peak training memory exceeds the GPU's:
         the simulated step of `memory_estimate()`, or for Keras models parameters, gradients, optimizer
-        states and master weights plus the batch's activations."""
+        states and master weights plus the batch's activations. With num_gpus, what one GPU holds."""
+        if self.num_gpus > 1:
+            return self.per_gpu().check_fits()
         if self.on_cpu:
             return
         memory_gb = float(self.gpu.memory_gb)
@@ -661,7 +706,7 @@ class TrainingTimePredictor:
         blend with the kernel model on unseen GPUs) or the kernel model (module docstring)."""
         if self.measures_here:
             return TIME_MEASURED
-        return str(self._predicted()["time_model"].iloc[0])
+        return str(self.per_gpu()._predicted()["time_model"].iloc[0])
 
     def _time_regime(self) -> str:
         from chronos_core.predict.time_models import default_model
@@ -706,6 +751,9 @@ class TrainingTimePredictor:
     def predict_iteration_time(self) -> Estimate:
         """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
         self._gpu_only()
+        if self.num_gpus > 1:
+            it, comm = self.per_gpu().predict_iteration_time(), self._allreduce_ms()
+            return Estimate(float(it) + comm, it.lo + comm, it.hi + comm, "ms/iteration")
         if self.measures_here:
             if self._measured is None:
                 self._measured = self._measure_here() if self._torch_model else self._measure_keras_here()
@@ -786,8 +834,7 @@ class TrainingTimePredictor:
                           min(left["remaining_hi"], cap), "epochs")  # fmt: skip
         epoch = self.predict_epoch_time()  # ends multiplied: an interval that may reach 0 epochs stays sound
         seconds = Estimate(float(epoch) * float(epochs), epoch.lo * epochs.lo, epoch.hi * epochs.hi, "s")
-        price = float(self.gpu.price_per_hr_usd)
-        per_s = price / 3600.0 if price > 0 else math.nan
+        per_s = self._price_per_s()
         return {
             "epochs_seen": len(losses),
             "finished": left["finished"],
@@ -800,13 +847,17 @@ class TrainingTimePredictor:
             },  # fmt: skip
         }
 
+    def _price_per_s(self) -> float:
+        """Dollars per second of the run: every GPU's hourly price (NaN where none is known)."""
+        price = float(self.gpu.price_per_hr_usd) * self.num_gpus
+        return price / 3600.0 if price > 0 else math.nan
+
     # ------------------------------------------------------------------ total
     def predict_total_time(self) -> TotalTime:
         """Seconds to convergence (epochs x epoch time) with .cost_usd from the GPU's $/hr (NaN if none)."""
         total = combine(self.predict_epoch_time(), self.predict_number_of_epochs(), "s")
         out = TotalTime(float(total), total.lo, total.hi, "s")
-        price = float(self.gpu.price_per_hr_usd)
-        per_s = price / 3600.0 if price > 0 else math.nan
+        per_s = self._price_per_s()
         out.cost_usd, out.cost_usd_lo, out.cost_usd_hi = float(out) * per_s, out.lo * per_s, out.hi * per_s
         return out
 
@@ -822,6 +873,7 @@ class TrainingTimePredictor:
             "dataset": self.dataset.name,
             "gpu": self.gpu.name,
             "batch_size": self.batch_size,
+            "num_gpus": self.num_gpus,
             "precision": self.precision,
             "optimizer": self.optimizer.name,
             "learning_rate": self.learning_rate,
@@ -940,6 +992,8 @@ class TrainingTimePredictor:
         from chronos_core.predict.kernel_default import default_kernel_model
         from chronos_core.predict.step import predict_ops, step_totals, top_ops
 
+        if self.num_gpus > 1:
+            return self.per_gpu().operators(top)
         ops, optimizer = self._step_ops()
         priced = predict_ops(ops, self.gpu.name, default_kernel_model())
         return {
@@ -950,10 +1004,12 @@ class TrainingTimePredictor:
 
     def __repr__(self) -> str:
         seq = f", seq_len={self.seq_len}" if self.seq_len is not None else ""
+        gpus = f", num_gpus={self.num_gpus}" if self.num_gpus > 1 else ""
         return (
             f"TrainingTimePredictor(model={_model_name(self.model)!r}, dataset={self.dataset.name!r}, "
             f"optimizer={self.optimizer.name!r}, batch_size={self.batch_size}, "
-            f"learning_rate={self.learning_rate}, precision={self.precision!r}, gpu={self.gpu.name!r}{seq})"
+            f"learning_rate={self.learning_rate}, precision={self.precision!r}, "
+            f"gpu={self.gpu.name!r}{seq}{gpus})"
         )
 
 

@@ -50,7 +50,7 @@ def _predictor(args: argparse.Namespace, gpu: str):
         model=args.model, dataset=args.dataset, optimizer=args.optimizer, batch_size=args.batch_size,
         learning_rate=args.lr, precision=args.precision, gpu=gpu, patience=args.patience,
         min_delta=args.min_delta, max_epochs=args.max_epochs, momentum=args.momentum,
-        measure=not args.no_measure, host=args.host, seq_len=args.seq_len,
+        measure=not args.no_measure, host=args.host, seq_len=args.seq_len, num_gpus=args.num_gpus,
     )  # fmt: skip
 
 
@@ -70,8 +70,10 @@ def format_summary(s: dict[str, Any]) -> str:
     """The human-readable block `chronos predict` prints."""
     e, n, t = s["epoch_time_s"], s["epochs"], s["total_time_s"]
     seq = f", seq_len {s['seq_len']}" if s.get("seq_len") is not None else ""
+    gpus = f"{s['num_gpus']} x " if s.get("num_gpus", 1) > 1 else ""
+    per_gpu = f" per GPU, {s['num_gpus']} GPUs" if s.get("num_gpus", 1) > 1 else ""
     lines = [
-        f"{s['model']} on {s['dataset']}, {s['gpu']}: batch {s['batch_size']}{seq}, precision "
+        f"{s['model']} on {s['dataset']}, {gpus}{s['gpu']}: batch {s['batch_size']}{seq}, precision "
         f"{s['precision']}, {s['optimizer']} lr {s['learning_rate']:g}  ({s['steps_per_epoch']} "
         f"steps/epoch, time {s['time_source']})",
     ]
@@ -88,7 +90,7 @@ def format_summary(s: dict[str, Any]) -> str:
         f"  epochs       {n['value']:10.1f}        80%: {n['lo']:.1f} .. {n['hi']:.1f}",
         f"  total time   {_hours(t['value']):>12}    80%: {_hours(t['lo'])} .. {_hours(t['hi'])}",
         f"  cost         {_money(t['cost_usd']):>12}    80%: {_money(t['cost_usd_lo'])} .. "
-        f"{_money(t['cost_usd_hi'])}  (price/hr {_money(s['price_per_hr_usd'])})",
+        f"{_money(t['cost_usd_hi'])}  (price/hr {_money(s['price_per_hr_usd'])}{per_gpu})",
     ]
     if s.get("peak_memory_gb") is not None:
         lines.append(f"  memory       {s['peak_memory_gb']:10.1f} GB peak (predicted), the GPU has "
@@ -112,7 +114,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 _REQUEST_FIELDS = ("model", "dataset", "seq_len", "batch_size", "precision", "optimizer", "momentum", "lr",
                    "patience", "min_delta", "max_epochs", "no_measure", "host",
-                   "observed_val_loss")  # fmt: skip
+                   "observed_val_loss", "num_gpus")  # fmt: skip
 
 
 def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
@@ -209,7 +211,15 @@ def _common(p: argparse.ArgumentParser) -> None:
         default=None,
         help="tokens per sequence for text datasets (default: the dataset's, capped at the model's)",
     )
-    p.add_argument("--batch-size", type=arg(positive_int, "--batch-size"), default=32)
+    p.add_argument(
+        "--batch-size", type=arg(positive_int, "--batch-size"), default=32, help="the global batch"
+    )
+    p.add_argument(
+        "--num-gpus",
+        type=arg(positive_int, "--num-gpus"),
+        default=1,
+        help="GPUs of one node, data parallel (1-8): each runs batch-size / num-gpus; the cost counts all",
+    )
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
     p.add_argument("--optimizer", default="SGD", help="SGD, Adam, AdamW, Adafactor (SGD: momentum 0.9)")
     p.add_argument(

@@ -146,6 +146,37 @@ def test_cli_predict_and_compare(mirror, capsys):
     assert rows[2]["epoch_s"] < rows[0]["epoch_s"]
 
 
+def test_data_parallel_runs_each_gpus_share_and_adds_the_exposed_allreduce(mirror, capsys):
+    one = _seed_example(gpu="A100-SXM4-80GB", batch_size=32)
+    eight = _seed_example(gpu="A100-SXM4-80GB", batch_size=256, num_gpus=8)
+    assert eight.per_gpu().batch_size == 32 and eight.steps_per_epoch == math.ceil(50_000 / 256)
+    comm = eight._allreduce_ms()  # noqa: SLF001
+    assert comm > 0
+    it1, it8 = one.predict_iteration_time(), eight.predict_iteration_time()
+    assert float(it8) == pytest.approx(float(it1) + comm) and it8.lo == pytest.approx(it1.lo + comm)
+    epoch = eight.predict_epoch_time()
+    assert float(epoch) == pytest.approx(float(it8) * eight.steps_per_epoch / 1000)
+    total = eight.predict_total_time()
+    price = chronos.Devices.get("A100-SXM4-80GB").price_per_hr_usd
+    assert total.cost_usd == pytest.approx(float(total) / 3600 * price * 8)  # every GPU is paid for
+    assert eight.summary()["num_gpus"] == 8 and "num_gpus=8" in repr(eight)
+    assert eight.time_model == one.time_model
+    assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--batch-size", "256",
+                 "--gpu", "A100-SXM4-80GB", "--num-gpus", "8", "--no-cache"]) == 0  # fmt: skip
+    assert "8 x A100-SXM4-80GB" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({"num_gpus": 3}, ("split", "3")), ({"num_gpus": 2, "gpu": "cpu"}, ("applies to GPUs",)),
+     ({"num_gpus": 2, "gpu": "MI300X"}, ("MI300X", "not known")), ({"num_gpus": 9}, ("1 to 8",))],
+)  # fmt: skip
+def test_bad_gpu_counts_are_one_line(changes, words):
+    with pytest.raises(chronos.ChronosError) as err:
+        _seed_example(**changes)
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+
+
 def test_cli_bad_gpu_is_one_line(capsys):
     assert main(["predict", "--model", "vgg16", "--dataset", "cifar100", "--gpu", "T5"]) == 2
     err = capsys.readouterr().err.strip()

@@ -231,6 +231,47 @@ def test_predict_step_num_gpus(tmp_path, patched):
     assert float(frame["pred_step_ms"][6]) == float(single["pred_step_ms"])
 
 
+def test_predict_step_tensor_and_pipeline_parallel(tmp_path, patched):
+    src = tmp_path / "in.csv"
+    base = {"model": "hf:gpt2", "seq_len": 128, "precision": "bf16", "optimizer": "adamw",
+            "gpu": "H100 SXM", "batch_size": 8, "mode": "train"}  # fmt: skip
+    rows = [
+        {**base, "num_gpus": 1},
+        {**base, "num_gpus": 4, "parallel": "tp"},
+        {**base, "num_gpus": 4, "parallel": "pp"},
+        {**base, "num_gpus": 4, "parallel": "pp", "microbatches": 4},
+        {**base, "num_gpus": 3, "parallel": "tp"},  # 12 heads split 3 ways; the batch need not split
+        {**base, "num_gpus": 5, "parallel": "tp"},
+        {**base, "num_gpus": 2, "parallel": "dp", "microbatches": 2},
+        {**base, "num_gpus": 2, "parallel": "zz"},
+        {**base, "num_gpus": 2, "parallel": "pp", "microbatches": 3},
+        {
+            **base,
+            "model": "ResNet18",
+            "seq_len": None,
+            "input_shape": "3x32x32",
+            "num_gpus": 2,
+            "parallel": "tp",
+        },
+        {**base, "batch_size": 2, "num_gpus": 1},  # one micro-batch of row 3, on one GPU
+    ]
+    pd.DataFrame(rows).to_csv(src, index=False)
+    out = tmp_path / "out.csv"
+    assert main(["predict-step", "--input", str(src), "--output", str(out)]) == 0
+    frame = pd.read_csv(out, keep_default_na=False)
+    assert (frame["error"][:5] == "").all() and frame["error"][10] == ""
+    step = frame["pred_step_ms"][:5].astype(float)
+    assert step[1] < step[0] and float(frame["pred_comm_ms"][1]) > 0  # 1/4 of the GEMMs + all-reduces
+    # one micro-batch: the four stages run one after the other (the whole step, plus sends)
+    fb = lambda i: float(frame["pred_forward_ms"][i]) + float(frame["pred_backward_ms"][i])  # noqa: E731
+    assert fb(2) == pytest.approx(fb(0))
+    # four micro-batches of 2: (4 + 3) stage times of a quarter of a micro-batch's step each
+    assert fb(3) == pytest.approx(fb(10) * 7 / 4)
+    assert "heads" in frame["error"][5] and "pp only" in frame["error"][6]
+    assert "'zz'" in frame["error"][7] and "microbatches" in frame["error"][8]
+    assert "Hugging Face" in frame["error"][9]
+
+
 @pytest.mark.parametrize(
     ("verb", "content", "message"),
     [

@@ -988,7 +988,22 @@ def _run_step(step: Step, precision: str, optimizer: str, mode: str, attn: str) 
     frame = _trace_rows(step, precision, optimizer, mode, attn)
     # what data parallelism all-reduces: the trainable parameters (frame.attrs survive copy and pickle)
     frame.attrs["parameters"] = int(sum(p.numel() for p in step.params if p.requires_grad))
+    if step.hf:  # what tensor parallelism splits: a transformer's width, depth and heads
+        config = step.module.config
+        for attr, names in _HF_SHAPE.items():
+            value = next(
+                (getattr(config, n) for n in names if isinstance(getattr(config, n, None), int)), None
+            )
+            if value:
+                frame.attrs[attr] = int(value)
     return frame
+
+
+_HF_SHAPE = {
+    "hidden_size": ("hidden_size", "n_embd", "d_model"),
+    "num_layers": ("num_hidden_layers", "n_layer", "num_layers"),
+    "num_heads": ("num_attention_heads", "n_head", "num_heads"),
+}
 
 
 def _trace_rows(step: Step, precision: str, optimizer: str, mode: str, attn: str) -> pd.DataFrame:

@@ -9,10 +9,12 @@ OUT repeats every row and adds pred_latency_ms (ms per call) and `error`.
 
 predict-step: columns model, batch_size, seq_len or input_shape, precision (fp32, tf32, amp, bf16),
 optimizer (none, sgd, adam, adamw), mode (train, inference), gpu, optional attn_implementation
-(eager, sdpa; default sdpa), optional num_gpus (1-8 GPUs of one node, data parallel: batch_size is
-the global batch). OUT adds pred_forward_ms, pred_backward_ms, pred_optimizer_ms, pred_overhead_ms,
-pred_step_ms, pred_step_ms_lo, pred_step_ms_hi (80%) and `error`; with num_gpus also pred_comm_ms (the
-gradient all-reduce that backward does not hide, included in pred_step_ms).
+(eager, sdpa; default sdpa), optional num_gpus (1-8 GPUs of one node; batch_size is the global
+batch), optional parallel (dp: data parallel, the default; tp: Megatron-LM tensor parallel, Hugging
+Face transformers only; pp: GPipe pipeline parallel) and microbatches (pp only; default 1). OUT adds
+pred_forward_ms, pred_backward_ms, pred_optimizer_ms, pred_overhead_ms, pred_step_ms,
+pred_step_ms_lo, pred_step_ms_hi (80%) and `error`; with num_gpus or parallel also pred_comm_ms (the
+communication on the critical path, included in pred_step_ms).
 """
 
 from __future__ import annotations
@@ -142,13 +144,14 @@ def predict_step_frame(
 
         model = default_kernel_model()
     from chronos_core.catalog.devices import Devices
-    from chronos_core.predict.parallel import check_gpus, data_parallel_ms, link_gbs
+    from chronos_core.predict import parallel as par
     from chronos_core.predict.step import predict_steps, trace_config
 
-    outputs = STEP_OUTPUTS + (("pred_comm_ms",) if "num_gpus" in frame else ())
+    multi = "num_gpus" in frame or "parallel" in frame
+    outputs = STEP_OUTPUTS + (("pred_comm_ms",) if multi else ())
     results = np.full((len(frame), len(outputs)), np.nan)
     errors = [""] * len(frame)
-    traced, where, gpus = [], [], []
+    traced, where, plans = [], [], []
     rows = frame.iterrows()
     if progress and len(frame) > 20:
         from tqdm.auto import tqdm
@@ -159,22 +162,31 @@ def predict_step_frame(
     for i, (_, row) in enumerate(rows):
         try:
             config = step_config(row)
-            count = _optional(row, "num_gpus")  # absent or blank: one GPU; 0 is an error, not a blank
-            n = 1 if count is None else check_gpus(count, int(config["batch_size"]))
-            config["batch_size"] = int(config["batch_size"]) // n  # what each GPU runs
-            if n > 1 and config["mode"] == "train":
-                link_gbs(str(config["gpu"]))  # a GPU whose interconnect nobody knows: this row fails
-            key = json.dumps([config, n], sort_keys=True, default=str)
+            scheme, n, m = _parallel_plan(row, int(config["batch_size"]))
+            if scheme == "dp":
+                config["batch_size"] = int(config["batch_size"]) // n  # what each GPU runs
+            elif scheme == "pp":
+                config["batch_size"] = int(config["batch_size"]) // m  # one micro-batch
+            if n > 1 and (config["mode"] == "train" or scheme != "dp"):
+                par.link_gbs(str(config["gpu"]))  # a GPU whose interconnect nobody knows: this row fails
+            key = json.dumps([config, scheme, n, m], sort_keys=True, default=str)
             if key not in unique:
                 graph = json.dumps({k: v for k, v in config.items() if k != "gpu"}, sort_keys=True)
-                if graph in graphs:
-                    ops, device = graphs[graph], Devices.get(str(config["gpu"])).name
+                shard = json.dumps([graph, n]) if scheme == "tp" and n > 1 else graph
+                if shard in graphs:
+                    ops, device = graphs[shard], Devices.get(str(config["gpu"])).name
                 else:
-                    ops, device = trace_config(**config)
-                    graphs[graph] = ops
+                    if graph in graphs:
+                        ops, device = graphs[graph], Devices.get(str(config["gpu"])).name
+                    else:
+                        ops, device = trace_config(**config)
+                        graphs[graph] = ops
+                    if shard != graph:
+                        ops = graphs[shard] = par.tensor_parallel_graph(ops, n)
                 unique[key] = len(traced)
                 traced.append((ops, device))
-                gpus.append(n if config["mode"] == "train" else 1)  # inference replicas never talk
+                # inference replicas never talk
+                plans.append((scheme, n if config["mode"] == "train" or scheme != "dp" else 1, m))
             where.append((i, unique[key]))
         except ChronosError as exc:
             errors[i] = str(exc)
@@ -182,11 +194,19 @@ def predict_step_frame(
             why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             errors[i] = f"cannot trace {row['model']!r}: {why}"
     preds = predict_steps(traced, model)
-    for k, ((ops, device), n) in enumerate(zip(traced, gpus, strict=True)):
-        comm = data_parallel_ms(ops.attrs.get("parameters", 0), n, device, preds[k]["pred_backward_ms"])
-        preds[k]["pred_comm_ms"] = comm["exposed_ms"]
+    for k, ((ops, device), (scheme, n, m)) in enumerate(zip(traced, plans, strict=True)):
+        if scheme == "pp":
+            preds[k] = par.pipeline_parallel(preds[k], n, m, par.boundary_bytes(ops), device)
+            continue
+        if scheme == "tp":
+            comm = par.tensor_parallel_ms(ops, n, device)
+        else:
+            comm = par.data_parallel_ms(
+                ops.attrs.get("parameters", 0), n, device, preds[k]["pred_backward_ms"]
+            )["exposed_ms"]
+        preds[k]["pred_comm_ms"] = comm
         for col in ("pred_step_ms", "pred_step_ms_lo", "pred_step_ms_hi"):
-            preds[k][col] += comm["exposed_ms"]
+            preds[k][col] += comm
     for i, k in where:
         results[i] = [preds[k][c] for c in outputs]
     out = frame.copy()
@@ -194,6 +214,20 @@ def predict_step_frame(
         out[col] = results[:, j]
     out["error"] = errors
     return out
+
+
+def _parallel_plan(row: pd.Series, batch_size: int) -> tuple[str, int, int]:
+    """(scheme, GPUs, micro-batches) of a predict-step row; blanks: one GPU, data parallel, 1."""
+    from chronos_core.predict import parallel as par
+
+    scheme = par.check_scheme(_optional(row, "parallel"))
+    count = _optional(row, "num_gpus")  # absent or blank: one GPU; 0 is an error, not a blank
+    n = 1 if count is None else par.check_gpus(count, batch_size, scheme)
+    chunks = _optional(row, "microbatches")
+    if chunks is not None and scheme != "pp":
+        shown = int(chunks) if isinstance(chunks, float) and chunks.is_integer() else chunks
+        raise ChronosError(f"microbatches {shown!r} applies to parallel pp only (this row: {scheme})")
+    return scheme, n, par.check_microbatches(chunks, batch_size) if scheme == "pp" else 1
 
 
 def _cmd_predict_step(args: argparse.Namespace) -> int:

@@ -72,7 +72,7 @@ def neusight_models(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
 
 
 def neusight_parallel(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
-    """GPT-2-Large training on four A100-SXM4-40GB (NeuSight's labels): data parallel predicted."""
+    """GPT-2-Large training on four A100-SXM4-40GB (NeuSight's labels): data, tensor and pipeline parallel."""
     if reuse:
         return pd.read_csv(out_dir / "neusight_parallel.csv")
     return _write(step_eval.check_neusight_parallel(), "neusight_parallel.csv", out_dir)

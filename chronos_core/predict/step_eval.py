@@ -138,7 +138,7 @@ def neusight_parallel_labels() -> pd.DataFrame:
     """NeuSight's multi-GPU training labels: one row per (GPU, model, parallelism), measured e2e ms."""
     rows = []
     for rec in _labels("train"):
-        kind = re.match(r"([a-z]+)(\d+)", rec["suffix"])  # dp4, tp4, pp4_1
+        kind = re.match(r"([a-z]+)(\d+)(?:_(\d+))?", rec["suffix"])  # dp4, tp4, pp4_1 (GPipe chunks)
         rows.append(
             {
                 "gpu": rec["gpu"],
@@ -148,6 +148,7 @@ def neusight_parallel_labels() -> pd.DataFrame:
                 "parallel": rec["suffix"],
                 "scheme": kind.group(1) if kind else rec["suffix"],
                 "num_gpus": int(kind.group(2)) if kind else 1,
+                "microbatches": int(kind.group(3)) if kind and kind.group(3) else np.nan,
                 "measured_ms": rec["measured_ms"],
             }
         )
@@ -157,21 +158,22 @@ def neusight_parallel_labels() -> pd.DataFrame:
 def check_neusight_parallel(model: KernelModel | None = None) -> pd.DataFrame:
     """Predicted vs measured multi-GPU training steps (NeuSight's labels; fp32, eager attention).
 
-    Data parallel is predicted (`parallel.py`), forward + backward as NeuSight times a training step
-    (optimizer "none"; with AdamW beside it); tensor and pipeline parallel are not modelled (NaN).
+    Data, tensor and pipeline parallel (`parallel.py`), forward + backward as NeuSight times a
+    training step (optimizer "none"; with AdamW beside it). A label's number after the underscore
+    (pp4_1) is read as GPipe's micro-batch count (`chunks`).
     """
     from chronos_core.predict.kernel_cli import predict_step_frame
 
     labels = neusight_parallel_labels()
-    dp = labels[labels["scheme"] == "dp"]
     optimizers = ("none", "adamw")
     inputs = [
         {
             "label": i, "optimizer": optimizer, "precision": "fp32", "mode": "train",
             "model": str(registry.path(NEUSIGHT_MODELS[row.model][0])), "batch_size": row.batch_size,
             "seq_len": row.seq_len, "gpu": row.gpu, "attn_implementation": "eager", "num_gpus": row.num_gpus,
+            "parallel": row.scheme, "microbatches": row.microbatches if row.scheme == "pp" else np.nan,
         }
-        for i, row in dp.iterrows()
+        for i, row in labels.iterrows()
         for optimizer in optimizers
     ]  # fmt: skip
     preds = (
@@ -181,7 +183,7 @@ def check_neusight_parallel(model: KernelModel | None = None) -> pd.DataFrame:
     )
     failed = preds[preds["error"] != ""]
     if len(failed):
-        raise ChronosError(f"NeuSight data-parallel check failed: {failed['error'].iloc[0]}")
+        raise ChronosError(f"NeuSight multi-GPU check failed: {failed['error'].iloc[0]}")
     out = labels.copy()
     for optimizer in optimizers:
         part = preds[preds["optimizer"] == optimizer].set_index("label")
