@@ -77,7 +77,8 @@ def test_parallel_numbers_in_readme():
     assert f"{dp['pred_ms_adamw']:.1f} ms with an AdamW step" in README
     for label, name in (("tp4", "tensor"), ("pp4_1", "pipeline")):
         row = par.loc[label]
-        text = f"with {name} parallel measured {row['measured_ms']:.1f} ms, predicted {row['pred_ms_none']:.1f} ms"
+        measured, predicted = f"{row['measured_ms']:.1f}", f"{row['pred_ms_none']:.1f}"
+        text = f"with {name} parallel measured {measured} ms, predicted {predicted} ms"
         assert f"{text} ({_pct(row['ape_none'])})" in README
 
 

@@ -96,6 +96,15 @@ def test_tensor_parallel_splits_gemms_and_repeats_the_residual_stream(gpt2_step)
     assert ms == pytest.approx(50 * allreduce_ms(tokens * 768 * 4, n, "A100-SXM4-40GB"))
 
 
+def test_tensor_parallel_splits_fused_attention_by_head():
+    ops = trace_step("hf:gpt2", batch_size=2, seq_len=64, precision="bf16", optimizer="adamw")  # sdpa
+    shard = parallel.tensor_parallel_graph(ops, 4)
+    fused = (ops["family"] == "attention").to_numpy()
+    assert fused.any()
+    assert (shard.loc[fused, "B"] * 4 == ops.loc[fused, "B"]).all()
+    assert (shard.loc[fused, "flops"] * 4 == ops.loc[fused, "flops"]).all()
+
+
 def test_tensor_parallel_needs_a_transformer_with_divisible_heads(gpt2_step):
     with pytest.raises(ChronosError, match="heads"):
         parallel.tensor_parallel_graph(gpt2_step, 5)

@@ -152,9 +152,9 @@ def _tp_shape(ops: pd.DataFrame, n: int) -> tuple[int, int, int, int]:
 def tensor_parallel_graph(ops: pd.DataFrame, n: int) -> pd.DataFrame:
     """What each of n GPUs runs under Megatron-LM's tensor parallelism of a transformer step.
 
-    Every GEMM is split n ways: attention's batched GEMMs by head (their B), the others along
-    their largest dimension that is not the token count (column-parallel QKV and MLP-in, row-
-    parallel output and MLP-out, the vocabulary-parallel embedding and LM head). Other operators
+    Every GEMM is split n ways: attention's batched GEMMs and fused kernels by head (their B),
+    the others along their largest dimension that is not the token count (column-parallel QKV and
+    MLP-in, row-parallel output and MLP-out, the vocabulary-parallel embedding and LM head). Other operators
     are split where they act on split tensors (attention scores, MLP activations, logits: more
     elements than the residual stream) and repeated on every GPU where they act on the residual
     stream (layer norms, residual adds, their dropouts). The optimizer updates 1/n of the
@@ -164,9 +164,10 @@ def tensor_parallel_graph(ops: pd.DataFrame, n: int) -> pd.DataFrame:
     out = ops.copy()
     ratio = np.ones(len(out))
     gemm = (out["family"] == "gemm").to_numpy()
-    batched = out["aten"].str.contains("bmm").to_numpy()
+    attention = (out["family"] == "attention").to_numpy()  # fused (sdpa) kernels: B = batch x heads
+    batched = out["aten"].str.contains("bmm").to_numpy() | attention
     dims = out[["M", "N", "K"]].to_numpy(dtype=float)
-    for i in np.flatnonzero(gemm):
+    for i in np.flatnonzero(gemm | attention):
         if batched[i] and out["B"].iat[i] >= n:
             new = math.ceil(out["B"].iat[i] / n)
             ratio[i] = new / out["B"].iat[i]
@@ -182,7 +183,7 @@ def tensor_parallel_graph(ops: pd.DataFrame, n: int) -> pd.DataFrame:
         ratio[i] = new / dims[i, j]
         out.iat[i, out.columns.get_loc("MNK"[j])] = new
     elems = out["elems"].to_numpy(dtype=float)
-    split = ~gemm & (elems > tokens * hidden) & (out["phase"] != "optimizer").to_numpy()
+    split = ~gemm & ~attention & (elems > tokens * hidden) & (out["phase"] != "optimizer").to_numpy()
     split |= (out["phase"] == "optimizer").to_numpy()
     ratio[split] = 1.0 / n
     traffic = _gemm_traffic(ops)
