@@ -905,7 +905,7 @@ class TrainingTimePredictor:
         """Features, physics terms, intervals and the training data the prediction leans on."""
         from chronos_core.predict.physics import physics_frame
 
-        row = self.row()
+        row = self.per_gpu().row()  # the time terms: one GPU's step (data parallel: its share of the batch)
         phys = physics_frame(pd.DataFrame([row])).iloc[0].to_dict()
         summary = self.summary()
         out: dict[str, Any] = {"configuration": summary, "features": self.features()}

@@ -172,19 +172,13 @@ def predict_step_frame(
             key = json.dumps([config, scheme, n, m], sort_keys=True, default=str)
             if key not in unique:
                 graph = json.dumps({k: v for k, v in config.items() if k != "gpu"}, sort_keys=True)
-                shard = json.dumps([graph, n]) if scheme == "tp" and n > 1 else graph
-                if shard in graphs:
-                    ops, device = graphs[shard], Devices.get(str(config["gpu"])).name
-                else:
-                    if graph in graphs:
-                        ops, device = graphs[graph], Devices.get(str(config["gpu"])).name
-                    else:
-                        ops, device = trace_config(**config)
-                        graphs[graph] = ops
-                    if shard != graph:
-                        ops = graphs[shard] = par.tensor_parallel_graph(ops, n)
+                if graph not in graphs:
+                    graphs[graph] = trace_config(**config)[0]
+                shard = json.dumps([graph, n]) if scheme == "tp" and n > 1 else graph  # what each GPU runs
+                if shard not in graphs:
+                    graphs[shard] = par.tensor_parallel_graph(graphs[graph], n)
                 unique[key] = len(traced)
-                traced.append((ops, device))
+                traced.append((graphs[shard], Devices.get(str(config["gpu"])).name))
                 # inference replicas never talk
                 plans.append((scheme, n if config["mode"] == "train" or scheme != "dp" else 1, m))
             where.append((i, unique[key]))
