@@ -129,6 +129,15 @@ def check_microbatches(value: object, batch_size: int) -> int:
     return int(number)
 
 
+def _residual_stream(ops: pd.DataFrame) -> int | None:
+    """Elements of a transformer's residual stream (tokens x hidden: its token embedding's output),
+    None for a trace without a transformer's shape or a token embedding."""
+    embed = ops[(ops["phase"] == "forward") & (ops["aten"] == "aten.embedding.default")]
+    if not ops.attrs.get("hidden_size") or embed.empty:
+        return None
+    return int(embed["elems"].iloc[0])
+
+
 def _tp_shape(ops: pd.DataFrame, n: int) -> tuple[int, int, int, int]:
     """(hidden, layers, tokens, activation bytes) of a traced transformer; ChronosError if not one."""
     attrs = ops.attrs
@@ -140,10 +149,10 @@ def _tp_shape(ops: pd.DataFrame, n: int) -> tuple[int, int, int, int]:
         )
     if heads % n:
         raise ChronosError(f"tensor parallel over {n} GPUs needs the {heads} attention heads to split evenly")
-    embed = ops[(ops["phase"] == "forward") & (ops["aten"] == "aten.embedding.default")]
-    if embed.empty:
+    residual = _residual_stream(ops)
+    if residual is None:
         raise ChronosError("tensor parallel needs the model's token embedding (none was traced)")
-    tokens = int(embed["elems"].iloc[0]) // int(hidden)
+    tokens = residual // int(hidden)
     gemm = ops[(ops["phase"] == "forward") & (ops["family"] == "gemm")]
     dtype = gemm["dtype"].mode().iloc[0] if len(gemm) else "fp32"
     return int(hidden), int(layers), tokens, ACTIVATION_BYTES.get(str(dtype), 4)
@@ -228,10 +237,8 @@ def boundary_bytes(ops: pd.DataFrame) -> float:
     if fwd.empty:
         return 0.0
     act = ACTIVATION_BYTES.get(str(fwd["dtype"].mode().iloc[0]), 4)
-    embed = fwd[fwd["aten"] == "aten.embedding.default"]
-    if ops.attrs.get("hidden_size") and len(embed):
-        return float(embed["elems"].iloc[0]) * act
-    return float(fwd["elems"].median()) * act
+    residual = _residual_stream(ops)
+    return float(residual if residual is not None else fwd["elems"].median()) * act
 
 
 def p2p_ms(nbytes: float, device: str | DeviceSpec) -> float:

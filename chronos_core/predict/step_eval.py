@@ -171,7 +171,7 @@ def check_neusight_parallel(model: KernelModel | None = None) -> pd.DataFrame:
             "label": i, "optimizer": optimizer, "precision": "fp32", "mode": "train",
             "model": str(registry.path(NEUSIGHT_MODELS[row.model][0])), "batch_size": row.batch_size,
             "seq_len": row.seq_len, "gpu": row.gpu, "attn_implementation": "eager", "num_gpus": row.num_gpus,
-            "parallel": row.scheme, "microbatches": row.microbatches if row.scheme == "pp" else np.nan,
+            "parallel": row.scheme, "microbatches": row.microbatches,
         }
         for i, row in labels.iterrows()
         for optimizer in optimizers
