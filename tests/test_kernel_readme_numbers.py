@@ -91,3 +91,19 @@ def test_cpu_numbers_in_readme():
     assert f"CPU MAPE {_pct(cpu['ape_lomo'].mean())} with a host fitted" in README
     ratio = (cpu["compute_ms"] / cpu["pred_default_ms"]).median()
     assert f"median {ratio:.2f}x the prediction" in README
+
+
+def test_chronos_misses_in_readme():
+    misses = pd.read_csv(RESULTS / "chronos_misses.csv").set_index(["gpu", "model"])
+    summary = misses.loc["all GPUs"]
+    share = summary.loc["all rows", "gpu_bound_share"] * 100
+    bound = _pct(summary.loc["GPU-bound rows", "mape"])
+    assert f"the {share:.0f}% of rows the model calls GPU-bound miss by {bound}" in README
+    assert f"the host-bound ones by {_pct(summary.loc['host-bound rows', 'mape'])}" in README
+    oracle = summary.loc["all rows, each GPU's median miss divided out", "mape"]
+    assert f"an oracle) would still leave {_pct(oracle)}" in README
+    ratio = lambda gpu, model: f"{misses.loc[(gpu, model), 'median_ratio']:.2f}x"  # noqa: E731
+    flat = " ".join(README.split())
+    v100, p100 = ratio("V100-SXM2-16GB", "resnet50"), ratio("P100-PCIe-16GB", "resnet50")
+    assert f"{v100} and {p100} the prediction" in flat
+    assert f"same GPUs {ratio('V100-SXM2-16GB', 'vgg16')} and {ratio('P100-PCIe-16GB', 'vgg16')}" in flat

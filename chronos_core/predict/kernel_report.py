@@ -9,6 +9,8 @@ Tables under results/kernels/:
   chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model, the whole-model one,
                            their geometric mean; and unseen configs of a known GPU and host
   chronos_hosts.csv        each CHRONOS host's fitted per-op and per-step costs (fp32 and AMP)
+  chronos_misses.csv       where the kernel model's held-out-GPU miss sits: per GPU and model, GPU-bound
+                           and host-bound rows, and what one perfect factor per GPU would leave
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
   cpu_steps.csv            training steps measured on a profiled CPU: default host, host fitted elsewhere
 """
@@ -103,6 +105,7 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     for col in per_gpu.columns[2:]:
         overall[col] = float(per_gpu[col].mean())
     per_gpu = pd.concat([per_gpu, pd.DataFrame([overall])], ignore_index=True)
+    _write(step_eval.chronos_misses(rows), "chronos_misses.csv", out_dir)
     _write(
         step_eval.fit_hosts(step_eval.chronos_rows(), step_eval.kernel_fold(None)),
         "chronos_hosts.csv",
@@ -123,6 +126,11 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     )
     _write(interval, "step_interval.csv", out_dir)
     return _write(per_gpu, "chronos_logo.csv", out_dir), interval
+
+
+def chronos_misses(out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_misses`)."""
+    return pd.read_csv(out_dir / "chronos_misses.csv")
 
 
 def cpu(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:

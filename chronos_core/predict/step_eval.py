@@ -331,7 +331,8 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     (autocast and the gradient scaler add host work per op and a sync per step).
 
     Also the unseen-config regime: each GPU's host fitted on 4/5 of its configurations (grouped
-    folds), predicting the rest. Returns the rows with pred_logo_ms and pred_config_ms.
+    folds), predicting the rest. Returns the rows with pred_logo_ms (pred_logo_gpu_ms: its kernels'
+    GPU time alone) and pred_config_ms.
     """
     from chronos_core.data.kernels import kernel_table
 
@@ -347,6 +348,7 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
 
     out = rows.copy()
     out["pred_logo_ms"] = np.nan
+    out["pred_logo_gpu_ms"] = np.nan
     out["pred_config_ms"] = np.nan
     iterator = gpus
     if progress:
@@ -373,6 +375,7 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
             sel = amp_held == amp
             pred[sel] = host_step_ms(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
         out.loc[mask, "pred_logo_ms"] = pred
+        out.loc[mask, "pred_logo_gpu_ms"] = p["gpu_ms"].to_numpy()
         # unseen configs on a seen GPU: the GPU's own host, fitted on other configurations
         own = pricing(None, held)
         cfgs = np.array(configs[held])
@@ -393,6 +396,51 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
                 pred = host_step_ms(pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h)
                 out.loc[te.index, "pred_config_ms"] = pred
     return out
+
+
+def chronos_misses(rows: pd.DataFrame) -> pd.DataFrame:
+    """Where the kernel model's leave-one-GPU-out miss on the CHRONOS rows sits (`chronos_logo` rows).
+
+    Per GPU and model: rows, the share the model calls GPU-bound (its kernels' GPU time over half the
+    predicted step), the median of measured / predicted and the MAPE. Then, over all GPUs (the mean of
+    per-GPU MAPEs): GPU-bound rows, host-bound rows, all rows, and all rows once each GPU's own median
+    miss is divided out (an oracle: what a perfect per-GPU factor, such as a host's speed, would leave).
+    """
+    frame = rows.assign(
+        ratio=rows["compute_ms"] / rows["pred_logo_ms"],
+        gpu_bound=rows["pred_logo_gpu_ms"] > 0.5 * rows["pred_logo_ms"],
+    )
+    frame["ape"] = (1 / frame["ratio"] - 1).abs() * 100
+    per = (
+        frame.groupby(["gpu", "model"])
+        .agg(
+            rows=("ape", "size"),
+            gpu_bound_share=("gpu_bound", "mean"),
+            median_ratio=("ratio", "median"),
+            mape=("ape", "mean"),
+        )
+        .reset_index()
+    )
+    own = frame["ratio"] / frame.groupby("gpu")["ratio"].transform("median")
+    oracle = (own - 1).abs() / own * 100  # |predicted x factor - measured| / measured
+    summary = []
+    for name, sel, ape in (
+        ("GPU-bound rows", frame["gpu_bound"], frame["ape"]),
+        ("host-bound rows", ~frame["gpu_bound"], frame["ape"]),
+        ("all rows", frame["gpu_bound"] | True, frame["ape"]),
+        ("all rows, each GPU's median miss divided out", frame["gpu_bound"] | True, oracle),
+    ):
+        summary.append(
+            {
+                "gpu": "all GPUs",
+                "model": name,
+                "rows": int(sel.sum()),
+                "gpu_bound_share": float(frame.loc[sel, "gpu_bound"].mean()),
+                "median_ratio": float(frame.loc[sel, "ratio"].median()),
+                "mape": float(ape[sel].groupby(frame.loc[sel, "gpu"]).mean().mean()),
+            }
+        )
+    return pd.concat([per, pd.DataFrame(summary)], ignore_index=True)
 
 
 def fit_hosts(rows: pd.DataFrame, model: KernelModel) -> pd.DataFrame:

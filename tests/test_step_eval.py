@@ -1,0 +1,62 @@
+"""CHRONOS-side helpers of the kernel model's evaluation (`chronos_core.predict.step_eval`)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from chronos_core.predict.step import HostOverhead, host_step_ms
+from chronos_core.predict.step_eval import chronos_misses, fit_host, median_host
+
+
+def _rows() -> pd.DataFrame:
+    """Two GPUs, two models; GPU 'a' runs model 'slow' 3x the prediction, everything else as predicted."""
+    records = []
+    for gpu in ("a", "b"):
+        for model, gpu_ms in (("slow", 40.0), ("host", 2.0)):
+            for i in range(4):
+                pred = 50.0 + i
+                factor = 3.0 if (gpu, model) == ("a", "slow") else 1.0
+                records.append(
+                    {
+                        "gpu": gpu,
+                        "model": model,
+                        "pred_logo_ms": pred,
+                        "pred_logo_gpu_ms": gpu_ms,
+                        "compute_ms": pred * factor,
+                    }  # fmt: skip
+                )
+    return pd.DataFrame(records)
+
+
+def test_chronos_misses_locates_the_miss():
+    misses = chronos_misses(_rows()).set_index(["gpu", "model"])
+    assert misses.loc[("a", "slow"), "median_ratio"] == pytest.approx(3.0)
+    assert misses.loc[("a", "slow"), "gpu_bound_share"] == 1.0
+    assert misses.loc[("a", "host"), "gpu_bound_share"] == 0.0
+    assert misses.loc[("b", "slow"), "mape"] == pytest.approx(0.0)
+    summary = misses.loc["all GPUs"]
+    # GPU-bound rows: gpu a misses by |1/3 - 1| = 66.7%, gpu b by 0: mean over GPUs 33.3%
+    assert summary.loc["GPU-bound rows", "mape"] == pytest.approx(100 / 3)
+    assert summary.loc["host-bound rows", "mape"] == pytest.approx(0.0)
+    assert summary.loc["all rows", "rows"] == 16
+    # one factor per GPU cannot fix a miss only one of its models has: gpu a's median ratio is 2, so
+    # its rows end 1.5x and 0.5x off (33.3% and 100%), gpu b's stay exact
+    oracle = summary.loc["all rows, each GPU's median miss divided out", "mape"]
+    assert oracle == pytest.approx(100 / 3)
+
+
+def test_fit_host_recovers_what_the_rows_show_and_median_host():
+    rng = np.random.default_rng(0)
+    truth = HostOverhead(0.002, 0.016, 1.0)
+    # GPU-bound steps show the per-kernel gap and the per-step cost
+    gpu_ms, kernels = rng.uniform(40, 80, 60), rng.integers(200, 1000, 60).astype(float)
+    host = fit_host(gpu_ms, kernels, host_step_ms(gpu_ms, kernels, truth))
+    assert (host.gap_ms, host.fixed_ms) == (0.002, 1.0)
+    # host-bound steps show the per-op dispatch and the per-step cost
+    gpu_ms, kernels = rng.uniform(0.1, 1.0, 60), rng.integers(1000, 2000, 60).astype(float)
+    host = fit_host(gpu_ms, kernels, host_step_ms(gpu_ms, kernels, truth))
+    assert (host.dispatch_ms, host.fixed_ms) == (0.016, 1.0)
+    mid = median_host([HostOverhead(0, 0.008, 0.5), truth, HostOverhead(0.004, 0.032, 2.0)])
+    assert (mid.gap_ms, mid.dispatch_ms, mid.fixed_ms) == (0.002, 0.016, 1.0)
