@@ -338,9 +338,13 @@ class TrainingTimePredictor:
     None for a host the public tables do not cover.
     `seq_len`: tokens per sequence for text datasets (default: the dataset's, capped at a Hugging
     Face model's positions); a token corpus is cut into train_tokens // seq_len sequences.
-    `num_gpus`: GPUs of one node training data parallel (DDP); batch_size is the global batch, each
-    GPU runs batch_size / num_gpus and the gradients' all-reduce backward cannot hide is added
-    (`chronos_core.predict.parallel`); the cost counts every GPU.
+    `num_gpus`: GPUs of one node; batch_size is the global batch and the cost counts every GPU.
+    `parallel` (`chronos_core.predict.parallel`): 'dp' (default, DDP: each GPU runs batch_size /
+    num_gpus and the gradients' all-reduce backward cannot hide is added), 'tp' (Megatron-LM tensor
+    parallel, Hugging Face transformers: every GEMM split num_gpus ways, two activation all-reduces
+    per layer each way) or 'pp' (GPipe pipeline parallel over `microbatches` micro-batches, default 1).
+    Under tp and pp the kernel model's ratio of the parallel step to the one-GPU step scales this
+    run's one-GPU compute time; memory is one GPU's share (states and activations / num_gpus).
     The time model follows the model (module docstring): the whole-model regressor for zoo models,
     the kernel model for Hugging Face / timm models and user models beyond the regressor's tables.
     """
@@ -364,6 +368,8 @@ class TrainingTimePredictor:
         host: str | None = None,
         seq_len: int | None = None,
         num_gpus: int = 1,
+        parallel: str = "dp",
+        microbatches: int | None = None,
     ) -> None:
         self.model = resolve_model(model)
         self.dataset = self._sized_dataset(resolve_dataset(dataset), seq_len)
@@ -387,32 +393,84 @@ class TrainingTimePredictor:
         self._time_pred: pd.DataFrame | None = None
         self._ops: pd.DataFrame | None = None
         self._memory: Any = None  # MemoryEstimate, False where it cannot be simulated
-        self.num_gpus = self._check_num_gpus(num_gpus)
-        self._per_gpu: TrainingTimePredictor | None = None
+        self.parallel, self.num_gpus, self.microbatches = self._check_parallel(
+            num_gpus, parallel, microbatches
+        )
+        self._replicas: dict[int, TrainingTimePredictor] = {}
+        self._check_memory = True  # False on the one-GPU time base of a tensor/pipeline-parallel run
 
-    def _check_num_gpus(self, num_gpus: Any) -> int:
-        from chronos_core.predict.parallel import check_gpus, link_gbs
+    def _check_parallel(self, num_gpus: Any, parallel: Any, microbatches: Any) -> tuple[str, int, int]:
+        """(scheme, GPUs, micro-batches), each checked with a one-line error."""
+        from chronos_core.predict.parallel import check_gpus, check_microbatches, check_scheme, link_gbs
 
-        n = check_gpus(num_gpus, self.batch_size)
+        scheme = check_scheme(parallel)
+        n = check_gpus(num_gpus, self.batch_size, scheme)
+        if microbatches is not None and scheme != "pp":
+            raise ChronosError(
+                f"microbatches {microbatches!r} applies to parallel='pp' only (this run: {scheme})"
+            )
+        m = check_microbatches(microbatches, self.batch_size) if scheme == "pp" else 1
         if n > 1 and self.on_cpu:
             raise ChronosError(f"num_gpus {num_gpus!r} applies to GPUs; gpu='cpu' is one machine (use 1)")
+        if scheme != "dp" and (self.on_cpu or not self._torch_model):
+            raise ChronosError(
+                f"parallel {scheme!r} is priced op by op: it needs a PyTorch model on a catalog GPU "
+                "(use parallel='dp' for Keras models and gpu='cpu')"
+            )
         if n > 1:
             link_gbs(self.gpu)  # a GPU whose interconnect nobody knows fails here, in one line
-        return n
+        return scheme, n, m
+
+    @property
+    def _sharded(self) -> bool:
+        """Tensor or pipeline parallel over more than one GPU or micro-batch."""
+        return self.parallel != "dp" and (self.num_gpus > 1 or self.microbatches > 1)
+
+    def _at_batch(self, batch_size: int) -> TrainingTimePredictor:
+        """This run on one GPU at `batch_size` (caches kept per batch)."""
+        if batch_size not in self._replicas:
+            replica = copy.copy(self)
+            replica.batch_size = batch_size
+            replica.parallel, replica.num_gpus, replica.microbatches = "dp", 1, 1
+            replica._features = replica._measured = replica._time_pred = replica._ops = replica._memory = None
+            replica._replicas = {}
+            self._replicas[batch_size] = replica
+        return self._replicas[batch_size]
 
     def per_gpu(self) -> TrainingTimePredictor:
-        """What each GPU runs under data parallelism: this run at batch_size / num_gpus on one GPU
-        (itself when num_gpus is 1)."""
-        if self.num_gpus == 1:
+        """The one-GPU run whose traced step each GPU's work comes from: batch_size / num_gpus (data
+        parallel), the whole batch (tensor parallel: each GPU runs its shard of it), one micro-batch
+        (pipeline parallel); itself on one GPU."""
+        if self.num_gpus == 1 and not self._sharded:
             return self
-        if self._per_gpu is None:
-            replica = copy.copy(self)
-            replica.batch_size = self.batch_size // self.num_gpus
-            replica.num_gpus = 1
-            replica._features = replica._measured = replica._time_pred = replica._ops = replica._memory = None
-            replica._per_gpu = None
-            self._per_gpu = replica
-        return self._per_gpu
+        from chronos_core.predict.parallel import per_gpu_batch
+
+        return self._at_batch(per_gpu_batch(self.batch_size, self.parallel, self.num_gpus, self.microbatches))
+
+    def _one_gpu(self) -> TrainingTimePredictor:
+        """The time base: the replica data parallel reads; under tp and pp this run on one GPU, whose
+        memory need not fit (each GPU holds a share: `memory_estimate`)."""
+        if not self._sharded:
+            return self.per_gpu()
+        base = self._at_batch(self.batch_size)
+        base._check_memory = False
+        return base
+
+    def _parallel_ratio(self) -> float:
+        """The kernel model's step on the tensor- or pipeline-parallel plan over its one-GPU step at
+        the whole batch (same host), communication included."""
+        from chronos_core.predict.kernel_default import default_kernel_model
+        from chronos_core.predict.parallel import on_gpus, per_gpu_graph
+        from chronos_core.predict.step import host_for, predict_steps
+
+        whole = self._at_batch(self.batch_size)._step_ops()[0]
+        graph = per_gpu_graph(self.per_gpu()._step_ops()[0], self.parallel, self.num_gpus)
+        host = host_for(self.host, amp=self.precision == 16)
+        one, part = predict_steps(
+            [(whole, self.gpu.name), (graph, self.gpu.name)], default_kernel_model(), host
+        )
+        plan = on_gpus(part, graph, self.parallel, self.num_gpus, self.microbatches, self.gpu.name)
+        return plan["pred_step_ms"] / one["pred_step_ms"]
 
     def _allreduce_ms(self) -> float:
         """The gradient all-reduce (ms) that backward does not hide; backward is taken as 2/3 of the
@@ -577,6 +635,9 @@ class TrainingTimePredictor:
         """Predicted peak GPU memory of one training step (`chronos_core.features.memory`: parameters,
         gradients, optimizer states, saved activations, temporaries, allocator overhead), computed once;
         None on the CPU, for Keras models, and where the step cannot be simulated."""
+        if self._sharded:
+            whole = self._at_batch(self.batch_size).memory_estimate()
+            return whole.sharded(self.num_gpus) if whole is not None else None
         if self.num_gpus > 1:
             return self.per_gpu().memory_estimate()
         if self._memory is None and not self.on_cpu and self._torch_model:
@@ -593,7 +654,7 @@ class TrainingTimePredictor:
         """Refuse (one line, `DoesNotFit`) a run whose predicted peak training memory exceeds the GPU's:
         the simulated step of `memory_estimate()`, or for Keras models parameters, gradients, optimizer
         states and master weights plus the batch's activations. With num_gpus, what one GPU holds."""
-        if self.num_gpus > 1:
+        if self.num_gpus > 1 and not self._sharded:
             return self.per_gpu().check_fits()
         if self.on_cpu:
             return
@@ -609,7 +670,7 @@ class TrainingTimePredictor:
             need = float(feats.get("total_state_bytes", 0)) + self.batch_size * float(
                 feats.get("act_bytes_per_sample", 0)
             )
-            need_gb, what = need / 2**30, "states + activations"
+            need_gb, what = need / 2**30 / self.num_gpus, "states + activations"
             fits = not (math.isfinite(need) and need > memory_gb * 2**30)
         if not fits:
             raise DoesNotFit(
@@ -622,7 +683,8 @@ class TrainingTimePredictor:
     def _predicted(self) -> pd.DataFrame:
         if self._time_pred is None:
             self._gpu_only()
-            self.check_fits()
+            if self._check_memory:
+                self.check_fits()
             if self._kernel_model_applies():
                 kernel = self._kernel_prediction()
                 if kernel is not None:
@@ -706,7 +768,7 @@ class TrainingTimePredictor:
         blend with the kernel model on unseen GPUs) or the kernel model (module docstring)."""
         if self.measures_here:
             return TIME_MEASURED
-        return str(self.per_gpu()._predicted()["time_model"].iloc[0])
+        return str(self._one_gpu()._predicted()["time_model"].iloc[0])
 
     def _time_regime(self) -> str:
         from chronos_core.predict.time_models import default_model
@@ -751,6 +813,15 @@ class TrainingTimePredictor:
     def predict_iteration_time(self) -> Estimate:
         """Milliseconds per training iteration (loader wait + compute), with an 80% interval."""
         self._gpu_only()
+        if self._sharded:  # the one-GPU compute scaled by the kernel model's parallel / one-GPU step
+            self.check_fits()  # each GPU's share
+            p = self._one_gpu()._predicted().iloc[0]
+            extra = float(p["pred_compute_ms"]) * (self._parallel_ratio() - 1)
+            it = float(p["pred_batch_time_ms"])
+            k = (it + extra) / it
+            return Estimate(
+                it + extra, p["pred_batch_time_ms_lo"] * k, p["pred_batch_time_ms_hi"] * k, "ms/iteration"
+            )
         if self.num_gpus > 1:
             it, comm = self.per_gpu().predict_iteration_time(), self._allreduce_ms()
             return Estimate(float(it) + comm, it.lo + comm, it.hi + comm, "ms/iteration")
@@ -874,6 +945,8 @@ class TrainingTimePredictor:
             "gpu": self.gpu.name,
             "batch_size": self.batch_size,
             "num_gpus": self.num_gpus,
+            "parallel": self.parallel,
+            "microbatches": self.microbatches,
             "precision": self.precision,
             "optimizer": self.optimizer.name,
             "learning_rate": self.learning_rate,
@@ -992,9 +1065,12 @@ class TrainingTimePredictor:
         from chronos_core.predict.kernel_default import default_kernel_model
         from chronos_core.predict.step import predict_ops, step_totals, top_ops
 
-        if self.num_gpus > 1:
+        if self.num_gpus > 1 and not self._sharded:
             return self.per_gpu().operators(top)
-        ops, optimizer = self._step_ops()
+        from chronos_core.predict.parallel import per_gpu_graph
+
+        ops, optimizer = self.per_gpu()._step_ops()
+        ops = per_gpu_graph(ops, self.parallel, self.num_gpus)  # tp: one GPU's shard; pp: one micro-batch
         priced = predict_ops(ops, self.gpu.name, default_kernel_model())
         return {
             "step_ms": {k: round(v, 4) for k, v in step_totals(priced).items()},
@@ -1005,6 +1081,8 @@ class TrainingTimePredictor:
     def __repr__(self) -> str:
         seq = f", seq_len={self.seq_len}" if self.seq_len is not None else ""
         gpus = f", num_gpus={self.num_gpus}" if self.num_gpus > 1 else ""
+        gpus += f", parallel={self.parallel!r}" if self.parallel != "dp" else ""
+        gpus += f", microbatches={self.microbatches}" if self.microbatches > 1 else ""
         return (
             f"TrainingTimePredictor(model={_model_name(self.model)!r}, dataset={self.dataset.name!r}, "
             f"optimizer={self.optimizer.name!r}, batch_size={self.batch_size}, "

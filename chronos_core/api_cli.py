@@ -51,6 +51,7 @@ def _predictor(args: argparse.Namespace, gpu: str):
         learning_rate=args.lr, precision=args.precision, gpu=gpu, patience=args.patience,
         min_delta=args.min_delta, max_epochs=args.max_epochs, momentum=args.momentum,
         measure=not args.no_measure, host=args.host, seq_len=args.seq_len, num_gpus=args.num_gpus,
+        parallel=args.parallel, microbatches=args.microbatches,
     )  # fmt: skip
 
 
@@ -66,14 +67,20 @@ def _money(value: float) -> str:
     return "n/a" if value is None or math.isnan(value) else f"${value:,.2f}"
 
 
+_SCHEME_NAMES = {"dp": " (data parallel)", "tp": " (tensor parallel)", "pp": " (pipeline parallel)"}
+
+
 def format_summary(s: dict[str, Any]) -> str:
     """The human-readable block `chronos predict` prints."""
     e, n, t = s["epoch_time_s"], s["epochs"], s["total_time_s"]
     seq = f", seq_len {s['seq_len']}" if s.get("seq_len") is not None else ""
     gpus = f"{s['num_gpus']} x " if s.get("num_gpus", 1) > 1 else ""
+    scheme = _SCHEME_NAMES.get(s.get("parallel", "dp"), "") if s.get("num_gpus", 1) > 1 else ""
+    chunks = f", {s['microbatches']} micro-batches" if s.get("microbatches", 1) > 1 else ""
+    where = f"{gpus}{s['gpu']}{scheme}{chunks}"
     per_gpu = f" per GPU, {s['num_gpus']} GPUs" if s.get("num_gpus", 1) > 1 else ""
     lines = [
-        f"{s['model']} on {s['dataset']}, {gpus}{s['gpu']}: batch {s['batch_size']}{seq}, precision "
+        f"{s['model']} on {s['dataset']}, {where}: batch {s['batch_size']}{seq}, precision "
         f"{s['precision']}, {s['optimizer']} lr {s['learning_rate']:g}  ({s['steps_per_epoch']} "
         f"steps/epoch, time {s['time_source']})",
     ]
@@ -114,7 +121,7 @@ def format_summary(s: dict[str, Any]) -> str:
 
 _REQUEST_FIELDS = ("model", "dataset", "seq_len", "batch_size", "precision", "optimizer", "momentum", "lr",
                    "patience", "min_delta", "max_epochs", "no_measure", "host",
-                   "observed_val_loss", "num_gpus")  # fmt: skip
+                   "observed_val_loss", "num_gpus", "parallel", "microbatches")  # fmt: skip
 
 
 def _answer(args: argparse.Namespace, gpu: str) -> dict[str, Any]:
@@ -218,7 +225,19 @@ def _common(p: argparse.ArgumentParser) -> None:
         "--num-gpus",
         type=arg(positive_int, "--num-gpus"),
         default=1,
-        help="GPUs of one node, data parallel (1-8): each runs batch-size / num-gpus; the cost counts all",
+        help="GPUs of one node (1-8); the cost counts all",
+    )
+    p.add_argument(
+        "--parallel",
+        default="dp",
+        help="how the GPUs split the run: dp (data, each runs batch-size / num-gpus), tp (tensor, "
+        "Megatron-LM; Hugging Face transformers), pp (pipeline, GPipe)",
+    )
+    p.add_argument(
+        "--microbatches",
+        type=arg(positive_int, "--microbatches"),
+        default=None,
+        help="micro-batches per step under --parallel pp (default 1, GPipe's)",
     )
     p.add_argument("--precision", default="32", help="32, 16 (AMP fp16) or bf16")
     p.add_argument("--optimizer", default="SGD", help="SGD, Adam, AdamW, Adafactor (SGD: momentum 0.9)")

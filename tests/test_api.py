@@ -216,3 +216,54 @@ def test_custom_gpu_given_again_under_the_same_name_uses_the_new_specs():
             dataset="CIFAR100",
             gpu={"name": "T4", "peak_fp32_tflops": 20, "memory_bandwidth_gbs": 300},
         )
+
+
+def _gpt2(**changes):
+    kw = dict(model="hf:gpt2", dataset="wikitext-103", seq_len=512, batch_size=32, precision="bf16",
+              optimizer="adamw", gpu="H100-SXM")  # fmt: skip
+    return TrainingTimePredictor(**{**kw, **changes})
+
+
+def test_tensor_and_pipeline_parallel_scale_the_one_gpu_step(capsys):
+    one, tp = _gpt2(), _gpt2(num_gpus=4, parallel="tp")
+    ratio = tp._parallel_ratio()  # noqa: SLF001
+    assert 0.25 < ratio < 1  # four GPUs help, but not four times (repeated layer norms, all-reduces)
+    # a token corpus has no loader wait: the iteration is the one-GPU compute times the ratio
+    assert float(tp.predict_iteration_time()) == pytest.approx(float(one.predict_iteration_time()) * ratio)
+    assert tp.per_gpu().batch_size == 32 and tp.steps_per_epoch == one.steps_per_epoch
+    assert tp.memory_estimate().peak_bytes < one.memory_estimate().peak_bytes
+    assert tp.summary()["parallel"] == "tp" and "parallel='tp'" in repr(tp)
+    total = tp.predict_total_time()
+    price = chronos.Devices.get("H100-SXM").price_per_hr_usd
+    assert total.cost_usd == pytest.approx(float(total) / 3600 * price * 4)
+    assert tp.operators(3)["step_ms"]["pred_step_ms"] < one.operators(3)["step_ms"]["pred_step_ms"]
+    pp = _gpt2(num_gpus=4, parallel="pp", microbatches=8)
+    assert pp.per_gpu().batch_size == 4 and "microbatches=8" in repr(pp)
+    # more micro-batches shrink GPipe's bubble: (m + n - 1) / (n m) of the one-micro-batch-per-GPU time
+    assert float(pp.predict_iteration_time()) < float(
+        _gpt2(num_gpus=4, parallel="pp").predict_iteration_time()
+    )
+    args = ["predict", "--model", "hf:gpt2", "--dataset", "wikitext-103", "--seq-len", "512", "--batch-size",
+            "32", "--precision", "bf16", "--optimizer", "adamw", "--gpu", "H100-SXM", "--num-gpus", "4",
+            "--parallel", "pp", "--microbatches", "8", "--no-cache"]  # fmt: skip
+    assert main(args) == 0
+    assert "4 x H100-SXM (pipeline parallel), 8 micro-batches" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [({"parallel": "zero"}, ("'zero'", "dp", "tp", "pp")),
+     ({"num_gpus": 2, "microbatches": 4}, ("microbatches 4", "'pp' only")),
+     ({"num_gpus": 2, "parallel": "pp", "microbatches": 5}, ("microbatches 5", "divides batch_size 32")),
+     ({"parallel": "tp", "num_gpus": 2, "gpu": "cpu"}, ("applies to GPUs",))],
+)  # fmt: skip
+def test_bad_parallel_plans_are_one_line(changes, words):
+    with pytest.raises(chronos.ChronosError) as err:
+        _gpt2(**changes) if changes.get("gpu") != "cpu" else _seed_example(**changes)
+    assert all(w in str(err.value) for w in words) and "\n" not in str(err.value)
+
+
+def test_tensor_parallel_heads_that_do_not_split_are_one_line():
+    with pytest.raises(chronos.ChronosError) as err:  # GPT-2 has 12 heads
+        _gpt2(num_gpus=8, parallel="tp").predict_iteration_time()
+    assert "12 attention heads" in str(err.value) and "\n" not in str(err.value)

@@ -50,6 +50,18 @@ def test_breakdown_sums_to_the_peak():
     assert "peak" in e.describe() and e.as_dict()["peak_bytes"] == e.peak_bytes
 
 
+def test_a_share_of_the_step_per_gpu_keeps_the_context():
+    e = gpt2_estimate(precision="amp")
+    four = e.sharded(4)
+    assert e.sharded(1) is e
+    assert sum(v for _, v in four.at_peak) == four.peak_bytes
+    assert four.overhead == e.overhead and dict(four.at_peak)["overhead"] == dict(e.at_peak)["overhead"]
+    assert four.parameters == -(-e.parameters // 4) and four.activations == -(-e.activations // 4)
+    assert (four.peak_bytes - e.overhead) == pytest.approx(
+        (e.peak_bytes - e.overhead) / 4, abs=len(e.at_peak)
+    )
+
+
 @pytest.mark.parametrize(
     ("precision", "recipe", "optimizer", "states", "copies"),
     [

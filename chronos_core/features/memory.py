@@ -58,7 +58,7 @@ from __future__ import annotations
 
 import functools
 import weakref
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -113,6 +113,22 @@ class MemoryEstimate:
     def state_bytes(self) -> int:
         """Parameters + gradients + optimizer states + master weights (what ZeRO's 16 B/param counts)."""
         return self.parameters + self.gradients + self.optimizer_states + self.master_weights
+
+    def sharded(self, n: int) -> MemoryEstimate:
+        """One GPU's share when n GPUs split the model (tensor or pipeline parallel): every part but
+        the CUDA context and fragmentation allowance divided by n. Under pipeline parallelism each
+        stage keeps 1/n of the layers and their activations for every micro-batch, so this is close;
+        under tensor parallelism the residual stream's activations are repeated on every GPU, so it
+        is a lower bound."""
+        if n <= 1:
+            return self
+        parts = (
+            "parameters", "buffers", "gradients", "optimizer_states", "master_weights", "weight_copies",
+            "activations", "transient", "step_peak",
+        )  # fmt: skip
+        shared = {name: -(-getattr(self, name) // n) for name in parts}
+        at_peak = tuple((part, b if part == "overhead" else -(-b // n)) for part, b in self.at_peak)
+        return replace(self, **shared, at_peak=at_peak, peak_bytes=sum(b for _, b in at_peak))
 
     @property
     def upper_bound_bytes(self) -> int:

@@ -163,10 +163,7 @@ def predict_step_frame(
         try:
             config = step_config(row)
             scheme, n, m = _parallel_plan(row, int(config["batch_size"]))
-            if scheme == "dp":
-                config["batch_size"] = int(config["batch_size"]) // n  # what each GPU runs
-            elif scheme == "pp":
-                config["batch_size"] = int(config["batch_size"]) // m  # one micro-batch
+            config["batch_size"] = par.per_gpu_batch(int(config["batch_size"]), scheme, n, m)
             if n > 1 and (config["mode"] == "train" or scheme != "dp"):
                 par.link_gbs(str(config["gpu"]))  # a GPU whose interconnect nobody knows: this row fails
             key = json.dumps([config, scheme, n, m], sort_keys=True, default=str)
@@ -176,7 +173,7 @@ def predict_step_frame(
                     graphs[graph] = trace_config(**config)[0]
                 shard = json.dumps([graph, n]) if scheme == "tp" and n > 1 else graph  # what each GPU runs
                 if shard not in graphs:
-                    graphs[shard] = par.tensor_parallel_graph(graphs[graph], n)
+                    graphs[shard] = par.per_gpu_graph(graphs[graph], scheme, n)
                 unique[key] = len(traced)
                 traced.append((graphs[shard], Devices.get(str(config["gpu"])).name))
                 # inference replicas never talk
@@ -189,18 +186,7 @@ def predict_step_frame(
             errors[i] = f"cannot trace {row['model']!r}: {why}"
     preds = predict_steps(traced, model)
     for k, ((ops, device), (scheme, n, m)) in enumerate(zip(traced, plans, strict=True)):
-        if scheme == "pp":
-            preds[k] = par.pipeline_parallel(preds[k], n, m, par.boundary_bytes(ops), device)
-            continue
-        if scheme == "tp":
-            comm = par.tensor_parallel_ms(ops, n, device)
-        else:
-            comm = par.data_parallel_ms(
-                ops.attrs.get("parameters", 0), n, device, preds[k]["pred_backward_ms"]
-            )["exposed_ms"]
-        preds[k]["pred_comm_ms"] = comm
-        for col in ("pred_step_ms", "pred_step_ms_lo", "pred_step_ms_hi"):
-            preds[k][col] += comm
+        preds[k] = par.on_gpus(preds[k], ops, scheme, n, m, device)
     for i, k in where:
         results[i] = [preds[k][c] for c in outputs]
     out = frame.copy()

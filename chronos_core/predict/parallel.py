@@ -273,3 +273,45 @@ def pipeline_parallel(
         out[col] = parts[col] / parts["pred_step_ms"] * total if parts["pred_step_ms"] > 0 else total
     out["pred_step_ms"] = total
     return out
+
+
+# ---------------------------------------------------------------------------------------------- one plan
+def per_gpu_batch(batch_size: int, scheme: str, n: int, microbatches: int = 1) -> int:
+    """The batch of the step each GPU's graph is traced at: the global batch / n (dp), the whole
+    batch (tp: every GPU sees it), one micro-batch (pp)."""
+    if scheme == "dp":
+        return batch_size // n
+    if scheme == "pp":
+        return batch_size // microbatches
+    return batch_size
+
+
+def per_gpu_graph(ops: pd.DataFrame, scheme: str, n: int) -> pd.DataFrame:
+    """What each GPU runs of a step traced at `per_gpu_batch`: its tensor-parallel shard, or the step."""
+    return tensor_parallel_graph(ops, n) if scheme == "tp" and n > 1 else ops
+
+
+def on_gpus(
+    parts: dict[str, float],
+    ops: pd.DataFrame,
+    scheme: str,
+    n: int,
+    microbatches: int,
+    device: str | DeviceSpec,
+) -> dict[str, float]:
+    """The step on n GPUs from the single-GPU prediction (`parts`: predict_steps' columns) of the graph
+    each GPU runs (`per_gpu_graph` at `per_gpu_batch`), with `pred_comm_ms`: GPipe's schedule and
+    sends (pp), the activation all-reduces (tp), or the gradient all-reduce backward cannot hide (dp)."""
+    if scheme == "pp":
+        return pipeline_parallel(parts, n, microbatches, boundary_bytes(ops), device)
+    if scheme == "tp":
+        comm = tensor_parallel_ms(ops, n, device)
+    else:
+        comm = data_parallel_ms(ops.attrs.get("parameters", 0), n, device, parts["pred_backward_ms"])[
+            "exposed_ms"
+        ]
+    out = dict(parts)
+    out["pred_comm_ms"] = comm
+    for col in ("pred_step_ms", "pred_step_ms_lo", "pred_step_ms_hi"):
+        out[col] = parts[col] + comm
+    return out
