@@ -398,6 +398,7 @@ class TrainingTimePredictor:
         )
         self._replicas: dict[int, TrainingTimePredictor] = {}
         self._check_memory = True  # False on the one-GPU time base of a tensor/pipeline-parallel run
+        self._ratio: float | None = None  # `_parallel_ratio`, computed once
 
     def _check_parallel(self, num_gpus: Any, parallel: Any, microbatches: Any) -> tuple[str, int, int]:
         """(scheme, GPUs, micro-batches), each checked with a one-line error."""
@@ -433,7 +434,7 @@ class TrainingTimePredictor:
             replica.batch_size = batch_size
             replica.parallel, replica.num_gpus, replica.microbatches = "dp", 1, 1
             replica._features = replica._measured = replica._time_pred = replica._ops = replica._memory = None
-            replica._replicas = {}
+            replica._replicas, replica._ratio = {}, None
             self._replicas[batch_size] = replica
         return self._replicas[batch_size]
 
@@ -463,14 +464,16 @@ class TrainingTimePredictor:
         from chronos_core.predict.parallel import on_gpus, per_gpu_graph
         from chronos_core.predict.step import host_for, predict_steps
 
-        whole = self._at_batch(self.batch_size)._step_ops()[0]
-        graph = per_gpu_graph(self.per_gpu()._step_ops()[0], self.parallel, self.num_gpus)
-        host = host_for(self.host, amp=self.precision == 16)
-        one, part = predict_steps(
-            [(whole, self.gpu.name), (graph, self.gpu.name)], default_kernel_model(), host
-        )
-        plan = on_gpus(part, graph, self.parallel, self.num_gpus, self.microbatches, self.gpu.name)
-        return plan["pred_step_ms"] / one["pred_step_ms"]
+        if self._ratio is None:
+            whole = self._at_batch(self.batch_size)._step_ops()[0]
+            graph = per_gpu_graph(self.per_gpu()._step_ops()[0], self.parallel, self.num_gpus)
+            host = host_for(self.host, amp=self.precision == 16)
+            one, part = predict_steps(
+                [(whole, self.gpu.name), (graph, self.gpu.name)], default_kernel_model(), host
+            )
+            plan = on_gpus(part, graph, self.parallel, self.num_gpus, self.microbatches, self.gpu.name)
+            self._ratio = plan["pred_step_ms"] / one["pred_step_ms"]
+        return self._ratio
 
     def _allreduce_ms(self) -> float:
         """The gradient all-reduce (ms) that backward does not hide; backward is taken as 2/3 of the
@@ -670,7 +673,8 @@ class TrainingTimePredictor:
             need = float(feats.get("total_state_bytes", 0)) + self.batch_size * float(
                 feats.get("act_bytes_per_sample", 0)
             )
-            need_gb, what = need / 2**30 / self.num_gpus, "states + activations"
+            need /= self.num_gpus  # tensor or pipeline parallel: each GPU's share
+            need_gb, what = need / 2**30, "states + activations"
             fits = not (math.isfinite(need) and need > memory_gb * 2**30)
         if not fits:
             raise DoesNotFit(
