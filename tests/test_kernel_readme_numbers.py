@@ -107,3 +107,15 @@ def test_chronos_misses_in_readme():
     v100, p100 = ratio("V100-SXM2-16GB", "resnet50"), ratio("P100-PCIe-16GB", "resnet50")
     assert f"{v100} and {p100} the prediction" in flat
     assert f"same GPUs {ratio('V100-SXM2-16GB', 'vgg16')} and {ratio('P100-PCIe-16GB', 'vgg16')}" in flat
+
+
+def test_calibration_budget_in_readme():
+    budget = pd.read_csv(RESULTS / "calibration_budget.csv")
+    test = budget[budget["split"] == "test"].pivot(index="group", columns="budget", values="mape")
+    flat = " ".join(README.split())
+    for group, name in (("gemm_bmm", "bmm on the test shapes reads"), ("gemm_linear", "and linear")):
+        values = " / ".join(f"{v:.1f}" for v in test.loc[group]) + "%"
+        assert f"{name} {values}" in flat
+    assert list(test.columns) == [4, 8, 16, 32, 64]
+    # a bigger budget never makes the bmm error worse by more than draw-to-draw noise
+    assert (test.loc["gemm_bmm"].diff().dropna() < 0.5).all()

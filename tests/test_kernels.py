@@ -294,3 +294,16 @@ def test_ops_frame_maps_neusight_rows_and_names_bad_ones():
     errors = row_errors(rows)
     assert errors[:3] == ["", "", ""]
     assert "matmul" in errors[3] and "Quantum GPU" in errors[4] and "M" in errors[5]
+
+
+def test_calibration_budget_scores_the_kernels_not_measured():
+    gpus = ("T4", "V100-PCIe-32GB", "P100-PCIe-16GB")
+    table = pd.concat([_synthetic(d, seed=i, n=300) for i, d in enumerate(gpus)], ignore_index=True)
+    slow = (table["device"] == "P100-PCIe-16GB") & (table["family"] == "gemm") & (table["K"] >= 256)
+    table.loc[slow, "latency_ms"] *= 1.6  # a shape effect on one GPU: more kernels measured see it
+    budget = kernel_eval.calibration_budget(table, budgets=(2, 32), seeds=(0,), n_estimators=30)
+    assert set(budget.columns) == {"split", "group", "budget", "rows", "mape"}
+    curve = budget.set_index(["group", "budget"])["mape"]
+    assert curve[("gemm_bmm", 32)] < curve[("gemm_bmm", 2)]
+    rows = budget.set_index(["group", "budget"])["rows"]
+    assert rows[("gemm_bmm", 32)] < rows[("gemm_bmm", 2)] <= 3 * 300  # calibration kernels are not scored

@@ -11,6 +11,8 @@ every GPU. Short kernels run at the sustained clock; trees extend their plateau 
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+
 import numpy as np
 import pandas as pd
 
@@ -18,6 +20,7 @@ from chronos_core.predict.kernels import KernelModel, roofline_ms
 
 SUSTAINED_CAP_MS = 1.0
 CALIBRATION_PER_GROUP = 16  # kernels per op group and dtype a simulated calibration measures
+CALIBRATION_BUDGETS = (4, 8, 16, 32, 64)  # the budgets `calibration_budget` compares
 # NeuSight's published per-op errors (published_errors/perop.csv, out-of-distribution columns).
 NEUSIGHT_OOD = {"gemm_bmm": 13.8, "gemm_linear": 13.9, "elementwise": 19.3, "softmax": 13.9, "ln": 56.7}
 
@@ -60,17 +63,8 @@ def leave_one_gpu_out(
     measuring session: the training split's long GEMMs ran throttled, its test split did not), the
     calibration kernels themselves flagged `calibration_row` and not scored.
     """
-    train = table[table["split"] == "train"]
     out = []
-    gpus = sorted(table["device"].unique())
-    iterator = gpus
-    if progress:
-        from tqdm.auto import tqdm
-
-        iterator = tqdm(gpus, desc="leave-one-GPU-out")
-    for gpu in iterator:
-        model = KernelModel(n_estimators=n_estimators).fit(training_rows(train[train["device"] != gpu]))
-        held = table[table["device"] == gpu]
+    for _gpu, model, held in _held_out(table, n_estimators, progress):
         scored = held[["device", "split", "family", "op", "B", "M", "N", "K", "H", "latency_ms"]].copy()
         scored["pred_ms"] = model.predict(held)
         scored["roofline_ms"] = roofline_ms(held)
@@ -84,6 +78,64 @@ def leave_one_gpu_out(
                 scored.loc[sample.index, "calibration_row"] = True
         out.append(scored.rename(columns={"device": "gpu"}))
     return pd.concat(out, ignore_index=True)
+
+
+def _held_out(
+    table: pd.DataFrame, n_estimators: int, progress: bool = False
+) -> Iterator[tuple[str, KernelModel, pd.DataFrame]]:
+    """(GPU, a model fitted on the other GPUs' training rows, the GPU's rows) for every GPU."""
+    train = table[table["split"] == "train"]
+    gpus = sorted(table["device"].unique())
+    iterator = gpus
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(gpus, desc="leave-one-GPU-out")
+    for gpu in iterator:
+        model = KernelModel(n_estimators=n_estimators).fit(training_rows(train[train["device"] != gpu]))
+        yield gpu, model, table[table["device"] == gpu]
+
+
+def calibration_budget(
+    table: pd.DataFrame,
+    budgets: Sequence[int] = CALIBRATION_BUDGETS,
+    seeds: Sequence[int] = (0, 1, 2),
+    n_estimators: int = 300,
+    progress: bool = False,
+) -> pd.DataFrame:
+    """How the calibrated error falls with the number of the held-out GPU's kernels measured.
+
+    Leave-one-GPU-out as in `leave_one_gpu_out`; per split (one measuring session each), budget and
+    seed, `calibration_sample(per_family=budget)` calibrates the model and the session's other rows
+    are scored. Returns split, group, budget, rows (scored per seed, summed over GPUs) and mape: the
+    pooled MAPE over GPUs, averaged over seeds (which kernels of each latency rank are drawn)."""
+    records = []
+    for gpu, model, held in _held_out(table, n_estimators, progress):
+        for split, session in held.groupby("split"):
+            for budget in budgets:
+                for seed in seeds:
+                    sample = calibration_sample(session, per_family=budget, seed=seed)
+                    rest = session.drop(sample.index)
+                    pred = model.without_calibration().calibrate(sample).predict(rest)
+                    truth = rest["latency_ms"].to_numpy()
+                    frame = pd.DataFrame({"group": op_group(rest), "ape": np.abs(pred - truth) / truth * 100})
+                    for group, part in frame.groupby("group"):
+                        records.append(
+                            {
+                                "gpu": gpu,
+                                "split": split,
+                                "budget": budget,
+                                "seed": seed,
+                                "group": group,
+                                "rows": len(part),
+                                "ape_sum": float(part["ape"].sum()),
+                            }  # fmt: skip
+                        )
+    frame = pd.DataFrame(records)
+    pooled = frame.groupby(["split", "group", "budget", "seed"])[["rows", "ape_sum"]].sum()
+    pooled["mape"] = pooled["ape_sum"] / pooled["rows"]
+    out = pooled.groupby(["split", "group", "budget"]).agg(rows=("rows", "mean"), mape=("mape", "mean"))
+    return out.reset_index().astype({"rows": int})
 
 
 def op_group(frame: pd.DataFrame) -> pd.Series:

@@ -4,6 +4,7 @@ Tables under results/kernels/:
   op_logo_summary.csv      MAPE per split and op group, leave-one-GPU-out: roofline, chronos
                            (datasheet only), chronos calibrated (a few of the GPU's kernels), NeuSight's
   op_logo_per_gpu.csv      the same per held-out GPU (test shapes)
+  calibration_budget.csv   calibrated MAPE per split and op group against kernels measured per group (4-64)
   precision_transfer.csv   B200 bf16/TF32 GEMMs with the B200 out of the fit
   neusight_models.csv      model-level inference latency on the four labelled GPUs
   chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model, the whole-model one,
@@ -55,6 +56,15 @@ def op_level(
     per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
     per_gpu = per_gpu.reset_index()
     return _write(summary, "op_logo_summary.csv", out_dir), _write(per_gpu, "op_logo_per_gpu.csv", out_dir)
+
+
+def calibration_budget(reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300) -> pd.DataFrame:
+    """Calibrated leave-one-GPU-out error against the number of the GPU's kernels measured."""
+    if reuse:
+        return pd.read_csv(out_dir / "calibration_budget.csv")
+    table = kernel_table(include_xla=False)
+    frame = kernel_eval.calibration_budget(table, n_estimators=n_estimators, progress=True)
+    return _write(frame, "calibration_budget.csv", out_dir)
 
 
 def precision(reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300) -> pd.DataFrame:
