@@ -782,7 +782,7 @@ class TrainingTimePredictor:
 
     def _blend_kernel_model(self, pred: pd.DataFrame) -> pd.DataFrame:
         """On a GPU the time tables lack, the compute time is the geometric mean of the whole-model
-        regressor and the kernel model (leave-one-GPU-out: 23% vs 25% and 27% alone, notebook 08);
+        regressor and the kernel model (leave-one-GPU-out: 23% vs 25% and 28% alone, notebook 08);
         elsewhere the whole-model regressor stands (unseen configs: 13% against the kernel model's 20%)."""
         if self.on_cpu or not self._torch_model or self.gpu.name not in _catalog_gpus():
             return pred

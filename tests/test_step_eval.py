@@ -60,3 +60,12 @@ def test_fit_host_recovers_what_the_rows_show_and_median_host():
     assert (host.dispatch_ms, host.fixed_ms) == (0.016, 1.0)
     mid = median_host([HostOverhead(0, 0.008, 0.5), truth, HostOverhead(0.004, 0.032, 2.0)])
     assert (mid.gap_ms, mid.dispatch_ms, mid.fixed_ms) == (0.002, 0.016, 1.0)
+
+
+def test_same_chip_pairs_boards_of_one_die():
+    from chronos_core.predict.step_eval import same_chip
+
+    assert same_chip("V100-SXM2-16GB", "V100-PCIe-32GB")
+    assert same_chip("A100-PCIe-80GB", "A100-PCIe-40GB")
+    assert not same_chip("A100-PCIe-80GB", "A40")  # Ampere, another die
+    assert not same_chip("T4", "P4")

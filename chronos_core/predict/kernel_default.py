@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -56,15 +57,15 @@ def profiles_table() -> pd.DataFrame:
     return pd.concat(parts, ignore_index=True)
 
 
-def fit_default(exclude: str | None = None, n_estimators: int = 400) -> KernelModel:
-    """Fit on all public kernel rows (less one GPU's, for held-out checks), calibrate each GPU in the
+def fit_default(exclude: str | Sequence[str] | None = None, n_estimators: int = 400) -> KernelModel:
+    """Fit on all public kernel rows (less some GPUs', for held-out checks), calibrate each GPU in the
     tables with its own rows (the seen-GPU mode) and every other device with its profile."""
+    left_out = [exclude] if isinstance(exclude, str) else list(exclude or [])
     table = kernel_table(include_xla=False)
-    if exclude is not None:
-        table = table[table["device"] != exclude]
+    table = table[~table["device"].isin(left_out)]
     model = KernelModel(n_estimators=n_estimators).fit(training_rows(table))
     profiles = profiles_table()
-    profiles = profiles[profiles["device"].map(_is_known_device) & (profiles["device"] != exclude)]
+    profiles = profiles[profiles["device"].map(_is_known_device) & ~profiles["device"].isin(left_out)]
     return model.calibrate(pd.concat([table, profiles], ignore_index=True))
 
 

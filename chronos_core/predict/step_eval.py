@@ -309,12 +309,18 @@ def median_host(hosts: list[HostOverhead]) -> HostOverhead:
     )
 
 
-def kernel_fold(exclude: str | None, n_estimators: int = 400) -> KernelModel:
-    """The default kernel model less one GPU's kernels (`kernel_default.fit_default`), cached on disk."""
+def kernel_fold(exclude: str | tuple[str, ...] | None, n_estimators: int = 400) -> KernelModel:
+    """The default kernel model less some GPUs' kernels (`kernel_default.fit_default`), cached on disk."""
     from chronos_core.predict.kernel_default import fit_default
 
     key = {"kernel_fold": exclude, "n": n_estimators, "v": 3, "code": _code_digest()}
     return _cached(key, lambda: fit_default(exclude, n_estimators))
+
+
+def same_chip(a: str, b: str) -> bool:
+    """Two boards of one chip (V100 PCIe and SXM2, A100 40 and 80 GB): same architecture and SM count."""
+    sa, sb = Devices.get(a), Devices.get(b)
+    return sa.architecture == sb.architecture and sa.sm_count == sb.sm_count
 
 
 def _code_digest() -> str:
@@ -325,10 +331,11 @@ def _code_digest() -> str:
 
 
 def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
-    """Leave-one-GPU-out on the CHRONOS compute rows: the held-out GPU's kernels (where NeuSight has
-    any) leave the kernel fit too, and its host is the median of the other hosts' fitted ones in the
-    same cloud (the tables' `Provisioning`: RunPod or GCP), fitted apart for fp32 and AMP steps
-    (autocast and the gradient scaler add host work per op and a sync per step).
+    """Leave-one-GPU-out on the CHRONOS compute rows: the kernels of the held-out GPU's chip (any
+    board of it NeuSight measured, `same_chip`) leave the kernel fit too, and its host is the median
+    of the other hosts' fitted ones in the same cloud (the tables' `Provisioning`: RunPod or GCP),
+    fitted apart for fp32 and AMP steps (autocast and the gradient scaler add host work per op and a
+    sync per step).
 
     Also the unseen-config regime: each GPU's host fitted on 4/5 of its configurations (grouped
     folds), predicting the rest. Returns the rows with pred_logo_ms (pred_logo_gpu_ms: its kernels'
@@ -339,9 +346,9 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     kernel_gpus = set(kernel_table(include_xla=False)["device"])
     gpus = sorted(rows["gpu"].unique())
     configs = {g: sorted(rows.loc[rows["gpu"] == g, "config"].unique()) for g in gpus}
-    priced: dict[tuple[str | None, str], pd.DataFrame] = {}
+    priced: dict[tuple[tuple[str, ...] | None, str], pd.DataFrame] = {}
 
-    def pricing(fold: str | None, gpu: str) -> pd.DataFrame:
+    def pricing(fold: tuple[str, ...] | None, gpu: str) -> pd.DataFrame:
         if (fold, gpu) not in priced:
             priced[(fold, gpu)] = price_configs(configs[gpu], gpu, kernel_fold(fold))
         return priced[(fold, gpu)]
@@ -357,7 +364,7 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
         iterator = tqdm(gpus, desc="CHRONOS leave-one-GPU-out")
     provider = out.groupby("gpu")["host_provider"].first().to_dict() if "host_provider" in out else {}
     for held in iterator:
-        fold = held if held in kernel_gpus else None
+        fold = tuple(sorted(g for g in kernel_gpus if same_chip(g, held))) or None
         mask = (out["gpu"] == held).to_numpy()
         p = pricing(fold, held).loc[out.loc[mask, "config"]]
         pred = np.full(int(mask.sum()), np.nan)
