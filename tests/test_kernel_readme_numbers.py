@@ -119,3 +119,18 @@ def test_calibration_budget_in_readme():
     assert list(test.columns) == [4, 8, 16, 32, 64]
     # a bigger budget never makes the bmm error worse by more than draw-to-draw noise
     assert (test.loc["gemm_bmm"].diff().dropna() < 0.5).all()
+
+
+def test_chronos_precision_in_readme():
+    table = pd.read_csv(RESULTS / "chronos_precision.csv").set_index("precision")
+    assert set(table.index) == {"fp32", "amp"}
+    flat = " ".join(README.split())
+    kernel, whole, blend = (
+        (_pct(table.loc["fp32", col]), _pct(table.loc["amp", col]))
+        for col in ("kernel_logo_mape", "whole_model_logo_mape", "ensemble_logo_mape")
+    )
+    assert f"Ampere and later) by {kernel[0]} and AMP steps by {kernel[1]}" in flat
+    assert f"regressor by {whole[0]} and {whole[1]}, their blend by {blend[0]} and {blend[1]}" in flat
+    gap = lambda col: table.loc["amp", col] - table.loc["fp32", col]  # noqa: E731
+    assert f"AMP rows, loses {gap('whole_model_logo_mape'):.1f} points" in flat
+    assert f"fp32 kernels alone, {gap('kernel_logo_mape'):.1f}." in flat

@@ -10,6 +10,7 @@ Tables under results/kernels/:
   chronos_logo.csv         CHRONOS compute time per held-out GPU: kernel model, the whole-model one,
                            their geometric mean; and unseen configs of a known GPU and host
   chronos_hosts.csv        each CHRONOS host's fitted per-op and per-step costs (fp32 and AMP)
+  chronos_precision.csv    the same over fp32 steps and AMP steps apart
   chronos_misses.csv       where the kernel model's held-out-GPU miss sits: per GPU and model, GPU-bound
                            and host-bound rows, and what one perfect factor per GPU would leave
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
@@ -108,13 +109,20 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
         "kernel_unseen_config_mape": "pred_config_ms",
     }
     named = {name: col for name, col in named.items() if col in rows}
-    per_gpu = pd.DataFrame({name: ape(col) for name, col in named.items()}).groupby(rows["gpu"]).mean()
+    errors = pd.DataFrame({name: ape(col) for name, col in named.items()})
+    per_gpu = errors.groupby(rows["gpu"]).mean()
     per_gpu.insert(0, "rows", rows.groupby("gpu").size())
     per_gpu = per_gpu.reset_index()
     overall = {"gpu": "mean over GPUs", "rows": int(per_gpu["rows"].sum())}
     for col in per_gpu.columns[2:]:
         overall[col] = float(per_gpu[col].mean())
     per_gpu = pd.concat([per_gpu, pd.DataFrame([overall])], ignore_index=True)
+    # fp32 steps (TF32 convolutions on Ampere and later) and AMP steps apart: how the fp32-trained
+    # efficiency carries to tensor-core precisions on whole steps (mean over GPUs of per-GPU MAPE)
+    amp = np.where(rows["precision"].astype(int) == 16, "amp", "fp32")
+    by_precision = errors.groupby([amp, rows["gpu"]]).mean().groupby(level=0).mean()
+    by_precision.insert(0, "rows", pd.Series(amp).value_counts())
+    _write(by_precision.rename_axis("precision").reset_index(), "chronos_precision.csv", out_dir)
     _write(step_eval.chronos_misses(rows), "chronos_misses.csv", out_dir)
     _write(
         step_eval.fit_hosts(step_eval.chronos_rows(), step_eval.kernel_fold(None)),
@@ -141,6 +149,11 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
 def chronos_misses(out_dir: Path = OUT_DIR) -> pd.DataFrame:
     """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_misses`)."""
     return pd.read_csv(out_dir / "chronos_misses.csv")
+
+
+def chronos_precision(out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """The table `chronos` wrote beside chronos_logo.csv: its MAPEs over fp32 and AMP steps apart."""
+    return pd.read_csv(out_dir / "chronos_precision.csv")
 
 
 def cpu(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
