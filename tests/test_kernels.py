@@ -307,3 +307,17 @@ def test_calibration_budget_scores_the_kernels_not_measured():
     assert curve[("gemm_bmm", 32)] < curve[("gemm_bmm", 2)]
     rows = budget.set_index(["group", "budget"])["rows"]
     assert rows[("gemm_bmm", 32)] < rows[("gemm_bmm", 2)] <= 3 * 300  # calibration kernels are not scored
+
+
+def test_sustained_rates_read_what_a_gpu_reaches():
+    device = _synthetic("T4", seed=3, n=400)
+    rates = kernel_eval.sustained_rates(device, quantile=1.0)
+    done = work(device)
+    gemm = device["family"] == "gemm"
+    short = gemm & (device["latency_ms"] <= kernel_eval.SUSTAINED_CAP_MS)  # throttled long GEMMs left out
+    top = (done["flops"][short] / (device.loc[short, "latency_ms"] / 1e3)).max() / 1e12
+    assert rates["peak_fp32_tflops"] == pytest.approx(top)
+    assert 0 < rates["memory_bandwidth_gbs"] < 320  # a T4 never reaches its datasheet bandwidth here
+    assert kernel_eval.sustained_rates(device[~gemm]).keys() == {"memory_bandwidth_gbs"}  # no GEMMs: none
+    specs = kernel_eval.sustained_specs(device)
+    assert specs["T4"].peak_fp32_tflops < 8.1 and specs["T4"].sm_count == 40  # the rest is the catalog's
