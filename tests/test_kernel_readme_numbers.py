@@ -97,13 +97,13 @@ def test_chronos_misses_in_readme():
     misses = pd.read_csv(RESULTS / "chronos_misses.csv").set_index(["gpu", "model"])
     summary = misses.loc["all GPUs"]
     share = summary.loc["all rows", "gpu_bound_share"] * 100
-    bound = _pct(summary.loc["GPU-bound rows", "mape"])
-    assert f"the {share:.0f}% of rows the model calls GPU-bound miss by {bound}" in README
-    assert f"the host-bound ones by {_pct(summary.loc['host-bound rows', 'mape'])}" in README
-    oracle = summary.loc["all rows, each GPU's median miss divided out", "mape"]
-    assert f"an oracle) would still leave {_pct(oracle)}" in README
-    ratio = lambda gpu, model: f"{misses.loc[(gpu, model), 'median_ratio']:.2f}x"  # noqa: E731
     flat = " ".join(README.split())
+    bound = _pct(summary.loc["GPU-bound rows", "mape"])
+    assert f"the {share:.0f}% of rows the model calls GPU-bound miss by {bound}" in flat
+    assert f"the host-bound ones by {_pct(summary.loc['host-bound rows', 'mape'])}" in flat
+    oracle = summary.loc["all rows, each GPU's median miss divided out", "mape"]
+    assert f"an oracle) would still leave {_pct(oracle)}" in flat
+    ratio = lambda gpu, model: f"{misses.loc[(gpu, model), 'median_ratio']:.2f}x"  # noqa: E731
     v100, p100 = ratio("V100-SXM2-16GB", "resnet50"), ratio("P100-PCIe-16GB", "resnet50")
     assert f"{v100} and {p100} the prediction" in flat
     assert f"same GPUs {ratio('V100-SXM2-16GB', 'vgg16')} and {ratio('P100-PCIe-16GB', 'vgg16')}" in flat
