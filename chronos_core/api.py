@@ -402,15 +402,11 @@ class TrainingTimePredictor:
 
     def _check_parallel(self, num_gpus: Any, parallel: Any, microbatches: Any) -> tuple[str, int, int]:
         """(scheme, GPUs, micro-batches), each checked with a one-line error."""
-        from chronos_core.predict.parallel import check_gpus, check_microbatches, check_scheme, link_gbs
+        from chronos_core.predict.parallel import check_plan, link_gbs
 
-        scheme = check_scheme(parallel)
-        n = check_gpus(num_gpus, self.batch_size, scheme)
-        if microbatches is not None and scheme != "pp":
-            raise ChronosError(
-                f"microbatches {microbatches!r} applies to parallel='pp' only (this run: {scheme})"
-            )
-        m = check_microbatches(microbatches, self.batch_size) if scheme == "pp" else 1
+        scheme, n, m = check_plan(
+            parallel, num_gpus, microbatches, self.batch_size, pp_name="parallel='pp'", where="this run"
+        )
         if n > 1 and self.on_cpu:
             raise ChronosError(f"num_gpus {num_gpus!r} applies to GPUs; gpu='cpu' is one machine (use 1)")
         if scheme != "dp" and (self.on_cpu or not self._torch_model):

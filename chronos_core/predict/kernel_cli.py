@@ -200,14 +200,15 @@ def _parallel_plan(row: pd.Series, batch_size: int) -> tuple[str, int, int]:
     """(scheme, GPUs, micro-batches) of a predict-step row; blanks: one GPU, data parallel, 1."""
     from chronos_core.predict import parallel as par
 
-    scheme = par.check_scheme(_optional(row, "parallel"))
     count = _optional(row, "num_gpus")  # absent or blank: one GPU; 0 is an error, not a blank
-    n = 1 if count is None else par.check_gpus(count, batch_size, scheme)
-    chunks = _optional(row, "microbatches")
-    if chunks is not None and scheme != "pp":
-        shown = int(chunks) if isinstance(chunks, float) and chunks.is_integer() else chunks
-        raise ChronosError(f"microbatches {shown!r} applies to parallel pp only (this row: {scheme})")
-    return scheme, n, par.check_microbatches(chunks, batch_size) if scheme == "pp" else 1
+    return par.check_plan(
+        _optional(row, "parallel"),
+        1 if count is None else count,
+        _optional(row, "microbatches"),
+        batch_size,
+        pp_name="parallel pp",
+        where="this row",
+    )
 
 
 def _cmd_predict_step(args: argparse.Namespace) -> int:

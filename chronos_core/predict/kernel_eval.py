@@ -180,17 +180,24 @@ def sustained_specs(table: pd.DataFrame) -> dict[str, DeviceSpec]:
     }
 
 
-def sustained_logo(table: pd.DataFrame, n_estimators: int = 300, progress: bool = False) -> pd.DataFrame:
+def sustained_logo(
+    table: pd.DataFrame,
+    n_estimators: int = 300,
+    progress: bool = False,
+    specs: Mapping[str, DeviceSpec] | None = None,
+) -> pd.DataFrame:
     """Leave-one-GPU-out with sustained rates in place of datasheet peaks, for the held-out GPU and the
     training GPUs alike (`sustained_specs`: each from its training-shape session), beside the same
     protocol on datasheet peaks; scored on the test shapes (another session, so the rates are not read
-    off the rows scored). Returns per op group the rows and both MAPEs (pooled over GPUs)."""
+    off the rows scored; `specs`: those sustained specs, when the caller has them already). Returns
+    per op group the rows and both MAPEs (pooled over GPUs)."""
     parts = []
-    for column, specs in (("datasheet", None), ("sustained", sustained_specs(table))):
-        for gpu, model, held in _held_out(table, n_estimators, progress, specs):
+    sustained = specs if specs is not None else sustained_specs(table)
+    for column, chosen in (("datasheet", None), ("sustained", sustained)):
+        for gpu, model, held in _held_out(table, n_estimators, progress, chosen):
             test = held[held["split"] == "test"]
             truth = test["latency_ms"].to_numpy()
-            ape = np.abs(model.predict(test, specs) - truth) / truth * 100
+            ape = np.abs(model.predict(test, chosen) - truth) / truth * 100
             parts.append(pd.DataFrame({"column": column, "gpu": gpu, "group": op_group(test), "ape": ape}))
     scored = pd.concat(parts, ignore_index=True)
     out = scored.pivot_table(index="group", columns="column", values="ape", aggfunc="mean")

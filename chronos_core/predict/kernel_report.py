@@ -96,7 +96,7 @@ def sustained(
         f"NeuSight kernels, training-shape session: quantile {kernel_eval.SUSTAINED_QUANTILE} of achieved "
         "fp32 GEMM FLOP/s and elementwise bytes/s (datasheet where the GPU has no such kernels)"
     )
-    scored = kernel_eval.sustained_logo(table, n_estimators, progress=True)
+    scored = kernel_eval.sustained_logo(table, n_estimators, progress=True, specs=specs)
     summary = pd.read_csv(out_dir / "op_logo_summary.csv")  # calibrated: on the rows not calibrated on
     test = summary[summary["split"] == "test"][["group", "chronos_calibrated"]]
     frame = scored.merge(test.rename(columns={"chronos_calibrated": "calibrated"}), on="group")

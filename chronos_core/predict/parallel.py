@@ -129,6 +129,22 @@ def check_microbatches(value: object, batch_size: int) -> int:
     return int(number)
 
 
+def check_plan(
+    parallel: object, num_gpus: object, microbatches: object, batch_size: int, *, pp_name: str, where: str
+) -> tuple[str, int, int]:
+    """(scheme, GPUs, micro-batches) of a run, each checked with a one-line ChronosError. A None
+    scheme or micro-batch count is the default (data parallel, one micro-batch); micro-batches belong
+    to pipeline parallel only (`pp_name` and `where` word that error as its caller's input does, e.g.
+    "parallel pp" and "this row")."""
+    scheme = check_scheme(parallel)
+    n = check_gpus(num_gpus, batch_size, scheme)
+    if microbatches is not None and scheme != "pp":
+        chunks = microbatches
+        shown = int(chunks) if isinstance(chunks, float) and chunks.is_integer() else chunks
+        raise ChronosError(f"microbatches {shown!r} applies to {pp_name} only ({where}: {scheme})")
+    return scheme, n, check_microbatches(microbatches, batch_size) if scheme == "pp" else 1
+
+
 def _residual_stream(ops: pd.DataFrame) -> int | None:
     """Elements of a transformer's residual stream (tokens x hidden: its token embedding's output),
     None for a trace without a transformer's shape or a token embedding."""
