@@ -152,3 +152,17 @@ def test_sustained_rates_in_readme():
     # two numbers per GPU help where the GPU's level was the miss; 16 kernels per group do better
     assert table.loc["gemm_linear", "sustained"] < table.loc["gemm_linear", "datasheet"]
     assert (table["calibrated"] <= table["sustained"]).all()
+
+
+def test_chronos_calibration_in_readme():
+    table = pd.read_csv(RESULTS / "chronos_calibration.csv").set_index("gpu")
+    assert list(table.index[:-1]) == ["A100-PCIe-80GB", "P100-PCIe-16GB", "P4", "T4", "V100-SXM2-16GB"]
+    mean = table.loc["mean over GPUs"]
+    # the datasheet column is chronos_logo.csv's kernel model on the same GPUs
+    logo = pd.read_csv(RESULTS / "chronos_logo.csv").set_index("gpu")["kernel_logo_mape"]
+    assert table["datasheet"].iloc[:-1].to_numpy() == pytest.approx(logo.loc[table.index[:-1]].to_numpy())
+    flat = " ".join(README.split())
+    assert f"falls from {_pct(mean['datasheet'])} to {_pct(mean['calibrated_16'])}" in flat
+    assert f"(64 kernels: {_pct(mean['calibrated_64'])})" in flat
+    assert f"blend's from {_pct(mean['datasheet_blend'])} to {_pct(mean['calibrated_16_blend'])}" in flat
+    assert f"kernel table in the fit it is {_pct(mean['in_fit'])}" in flat

@@ -6,8 +6,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chronos_core.errors import ChronosError
 from chronos_core.predict.step import HostOverhead, host_step_ms
-from chronos_core.predict.step_eval import chronos_misses, fit_host, median_host
+from chronos_core.predict.step_eval import (
+    chronos_logo,
+    chronos_misses,
+    fit_host,
+    held_out_calibration,
+    median_host,
+)
 
 
 def _rows() -> pd.DataFrame:
@@ -69,3 +76,26 @@ def test_same_chip_pairs_boards_of_one_die():
     assert same_chip("A100-PCIe-80GB", "A100-PCIe-40GB")
     assert not same_chip("A100-PCIe-80GB", "A40")  # Ampere, another die
     assert not same_chip("T4", "P4")
+
+
+def test_held_out_calibration_counts_a_sibling_boards_kernels_as_the_gpus():
+    """The V100 PCIe's kernels calibrate the V100 SXM2: the corrections land on the SXM2, whose
+    predictions move toward the slow board's times, and the fitted model is left alone."""
+    from test_kernels import _gemm_model, _synthetic
+
+    model = _gemm_model()
+    kernels = _synthetic("P100-PCIe-16GB", slowdown=1.8, seed=5).assign(device="V100-PCIe-32GB")
+    tuned = held_out_calibration(model, kernels, "V100-SXM2-16GB", ("V100-PCIe-32GB",), budget=16)
+    assert {device for device, *_ in tuned.corrections_} == {"V100-SXM2-16GB"}
+    assert not model.corrections_
+    sxm = kernels.assign(device="V100-SXM2-16GB")
+    err = lambda m: np.mean(np.abs(m.predict(sxm) - sxm["latency_ms"]) / sxm["latency_ms"])  # noqa: E731
+    assert err(tuned) < err(model) / 2
+    with pytest.raises(ChronosError, match="no kernels of T4's chip"):
+        held_out_calibration(model, kernels, "T4", ("T4",), budget=16)
+
+
+def test_chronos_logo_names_the_regimes():
+    message = "unknown regime 'oracle'; use one of datasheet, calibrated, in_fit"
+    with pytest.raises(ChronosError, match=message):
+        chronos_logo(_rows(), regime="oracle")

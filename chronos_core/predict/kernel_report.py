@@ -15,6 +15,8 @@ Tables under results/kernels/:
   chronos_precision.csv    the same over fp32 steps and AMP steps apart
   chronos_misses.csv       where the kernel model's held-out-GPU miss sits: per GPU and model, GPU-bound
                            and host-bound rows, and what one perfect factor per GPU would leave
+  chronos_calibration.csv  the held-out GPU's kernel model from its datasheet, calibrated with 16 or 64
+                           of its chip's kernels, and with them all in the fit (GPUs NeuSight measured)
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
   cpu_steps.csv            training steps measured on a profiled CPU: default host, host fitted elsewhere
 """
@@ -159,6 +161,15 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     by_precision.insert(0, "rows", pd.Series(amp).value_counts())
     _write(by_precision.rename_axis("precision").reset_index(), "chronos_precision.csv", out_dir)
     _write(step_eval.chronos_misses(rows), "chronos_misses.csv", out_dir)
+    calibration = step_eval.chronos_calibration(
+        rows.drop(
+            columns=["pred_logo_ms", "pred_logo_gpu_ms", "pred_config_ms", "pred_ensemble_ms"],
+            errors="ignore",
+        ),
+        rows,
+        progress=True,
+    )
+    _write(calibration, "chronos_calibration.csv", out_dir)
     _write(
         step_eval.fit_hosts(step_eval.chronos_rows(), step_eval.kernel_fold(None)),
         "chronos_hosts.csv",
@@ -184,6 +195,11 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
 def chronos_misses(out_dir: Path = OUT_DIR) -> pd.DataFrame:
     """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_misses`)."""
     return pd.read_csv(out_dir / "chronos_misses.csv")
+
+
+def chronos_calibration(out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_calibration`)."""
+    return pd.read_csv(out_dir / "chronos_calibration.csv")
 
 
 def chronos_precision(out_dir: Path = OUT_DIR) -> pd.DataFrame:

@@ -330,7 +330,23 @@ def _code_digest() -> str:
     ).hexdigest()[:12]
 
 
-def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+REGIMES = ("datasheet", "calibrated", "in_fit")
+CHRONOS_CALIBRATION_BUDGETS = (16, 64)
+_PRICED: dict[
+    tuple, pd.DataFrame
+] = {}  # (fold, gpu, configs) -> price_configs: fold models are deterministic
+
+
+def _fold_pricing(fold: tuple[str, ...] | None, gpu: str, configs: list[str]) -> pd.DataFrame:
+    key = (fold, gpu, tuple(configs))
+    if key not in _PRICED:
+        _PRICED[key] = price_configs(configs, gpu, kernel_fold(fold))
+    return _PRICED[key]
+
+
+def chronos_logo(
+    rows: pd.DataFrame, progress: bool = False, regime: str = "datasheet", budget: int = 16, seed: int = 0
+) -> pd.DataFrame:
     """Leave-one-GPU-out on the CHRONOS compute rows: the kernels of the held-out GPU's chip (any
     board of it NeuSight measured, `same_chip`) leave the kernel fit too, and its host is the median
     of the other hosts' fitted ones in the same cloud (the tables' `Provisioning`: RunPod or GCP),
@@ -340,33 +356,47 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
     Also the unseen-config regime: each GPU's host fitted on 4/5 of its configurations (grouped
     folds), predicting the rest. Returns the rows with pred_logo_ms (pred_logo_gpu_ms: its kernels'
     GPU time alone) and pred_config_ms.
+
+    `regime` says what the kernel model knows of the held-out GPU: "datasheet" (only its specs),
+    "calibrated" (`chronos calibrate` simulated with `budget` of its chip's kernels per op group and
+    dtype: `held_out_calibration`), "in_fit" (its chip's kernels stay in the fit: the most any
+    calibration could give). The last two predict only GPUs whose chip NeuSight measured (the others'
+    rows keep NaN), skip the unseen-config regime, and keep the hosts leave-one-GPU-out.
     """
     from chronos_core.data.kernels import kernel_table
 
-    kernel_gpus = set(kernel_table(include_xla=False)["device"])
+    if regime not in REGIMES:
+        raise ChronosError(f"unknown regime {regime!r}; use one of {', '.join(REGIMES)}")
+    kernels = kernel_table(include_xla=False)
+    kernel_gpus = set(kernels["device"])
     gpus = sorted(rows["gpu"].unique())
     configs = {g: sorted(rows.loc[rows["gpu"] == g, "config"].unique()) for g in gpus}
-    priced: dict[tuple[tuple[str, ...] | None, str], pd.DataFrame] = {}
 
     def pricing(fold: tuple[str, ...] | None, gpu: str) -> pd.DataFrame:
-        if (fold, gpu) not in priced:
-            priced[(fold, gpu)] = price_configs(configs[gpu], gpu, kernel_fold(fold))
-        return priced[(fold, gpu)]
+        return _fold_pricing(fold, gpu, configs[gpu])
 
     out = rows.copy()
     out["pred_logo_ms"] = np.nan
     out["pred_logo_gpu_ms"] = np.nan
     out["pred_config_ms"] = np.nan
-    iterator = gpus
+    held_gpus = gpus
+    if regime != "datasheet":
+        held_gpus = [g for g in gpus if any(same_chip(k, g) for k in kernel_gpus)]
+    iterator = held_gpus
     if progress:
         from tqdm.auto import tqdm
 
-        iterator = tqdm(gpus, desc="CHRONOS leave-one-GPU-out")
+        iterator = tqdm(held_gpus, desc=f"CHRONOS leave-one-GPU-out ({regime})")
     provider = out.groupby("gpu")["host_provider"].first().to_dict() if "host_provider" in out else {}
     for held in iterator:
-        fold = tuple(sorted(g for g in kernel_gpus if same_chip(g, held))) or None
+        chip = tuple(sorted(g for g in kernel_gpus if same_chip(g, held)))
+        fold = None if regime == "in_fit" else chip or None
         mask = (out["gpu"] == held).to_numpy()
-        p = pricing(fold, held).loc[out.loc[mask, "config"]]
+        if regime == "calibrated":
+            model = held_out_calibration(kernel_fold(fold), kernels, held, chip, budget, seed)
+            p = price_configs(configs[held], held, model).loc[out.loc[mask, "config"]]
+        else:
+            p = pricing(fold, held).loc[out.loc[mask, "config"]]
         pred = np.full(int(mask.sum()), np.nan)
         amp_held = (out.loc[mask, "precision"].astype(int) == 16).to_numpy()
         for amp in (False, True):
@@ -383,6 +413,8 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
             pred[sel] = host_step_ms(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
         out.loc[mask, "pred_logo_ms"] = pred
         out.loc[mask, "pred_logo_gpu_ms"] = p["gpu_ms"].to_numpy()
+        if regime != "datasheet":
+            continue
         # unseen configs on a seen GPU: the GPU's own host, fitted on other configurations
         own = pricing(None, held)
         cfgs = np.array(configs[held])
@@ -403,6 +435,69 @@ def chronos_logo(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
                 pred = host_step_ms(pte["gpu_ms"].to_numpy(), pte["kernels"].to_numpy(), h)
                 out.loc[te.index, "pred_config_ms"] = pred
     return out
+
+
+def held_out_calibration(
+    model: KernelModel, kernels: pd.DataFrame, gpu: str, boards: tuple[str, ...], budget: int, seed: int = 0
+) -> KernelModel:
+    """A kernel model fitted without `gpu`'s chip, calibrated as `chronos calibrate` would on it: `budget`
+    kernels per op group and dtype of its chip's NeuSight training session (`kernel_eval.calibration_sample`),
+    counted as `gpu`'s. Where NeuSight measured a sibling board (V100 PCIe for the SXM2, A100 PCIe 40GB
+    for the 80GB), the sibling's kernels stand for the board's own."""
+    from chronos_core.predict.kernel_eval import calibration_sample
+
+    session = kernels[kernels["device"].isin(boards) & (kernels["split"] == "train")]
+    if session.empty:
+        raise ChronosError(f"no kernels of {gpu}'s chip to calibrate on; boards given: {list(boards)}")
+    sample = calibration_sample(session, per_family=budget, seed=seed).assign(device=gpu)
+    return model.without_calibration().calibrate(sample)
+
+
+def _mape_by_gpu(rows: pd.DataFrame, column: str = "pred_logo_ms") -> pd.Series:
+    scored = rows[rows[column].notna()]
+    ape = (scored[column] - scored["compute_ms"]).abs() / scored["compute_ms"] * 100
+    return ape.groupby(scored["gpu"]).mean()
+
+
+def _blend(rows: pd.DataFrame) -> pd.DataFrame:
+    """The rows with pred_blend_ms: the geometric mean of the kernel model's and the whole-model
+    regressor's (`pred_whole_ms`) held-out predictions, the blend of chronos_logo.csv."""
+    return rows.assign(pred_blend_ms=np.sqrt(rows["pred_logo_ms"] * rows["pred_whole_ms"]))
+
+
+def chronos_calibration(
+    rows: pd.DataFrame,
+    datasheet: pd.DataFrame,
+    budgets: tuple[int, ...] = CHRONOS_CALIBRATION_BUDGETS,
+    seeds: tuple[int, ...] = (0, 1, 2),
+    progress: bool = False,
+) -> pd.DataFrame:
+    """How much a calibration of the held-out GPU lowers the CHRONOS leave-one-GPU-out error.
+
+    Per GPU whose chip NeuSight measured: rows, the MAPE with the datasheet alone (`datasheet`: the
+    rows `chronos_logo` returned), calibrated with each budget (kernels per op group and dtype; mean
+    over `seeds`, which kernels are drawn), and with the chip's kernels in the fit (the ceiling of any
+    kernel calibration: what is left is how steps compose and what the host costs). Where `rows` carry
+    the whole-model regressor's held-out `pred_whole_ms`, also the blend (`_blend`) with the datasheet and
+    with the first budget. Last row: the mean over those GPUs.
+    """
+    blend = "pred_whole_ms" in rows
+    table = pd.DataFrame({"datasheet": _mape_by_gpu(datasheet)})
+    for budget in budgets:
+        runs = [chronos_logo(rows, progress, "calibrated", budget, seed) for seed in seeds]
+        table[f"calibrated_{budget}"] = pd.concat([_mape_by_gpu(r) for r in runs], axis=1).mean(axis=1)
+        if blend and budget == budgets[0]:
+            both = pd.concat([_mape_by_gpu(_blend(r), "pred_blend_ms") for r in runs], axis=1)
+            table[f"calibrated_{budget}_blend"] = both.mean(axis=1)
+    table["in_fit"] = _mape_by_gpu(chronos_logo(rows, progress, "in_fit"))
+    if blend:
+        table.insert(1, "datasheet_blend", _mape_by_gpu(_blend(datasheet), "pred_blend_ms"))
+    table = table.loc[sorted(g for g in table.index if pd.notna(table.loc[g, "in_fit"]))]
+    table.insert(0, "rows", rows.groupby("gpu").size().reindex(table.index))
+    table = table.rename_axis("gpu").reset_index()
+    mean = {"gpu": "mean over GPUs", "rows": int(table["rows"].sum())}
+    mean.update({c: float(table[c].mean()) for c in table.columns[2:]})
+    return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
 def chronos_misses(rows: pd.DataFrame) -> pd.DataFrame:
