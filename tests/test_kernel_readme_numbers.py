@@ -166,3 +166,16 @@ def test_chronos_calibration_in_readme():
     assert f"(64 kernels: {_pct(mean['calibrated_64'])})" in flat
     assert f"blend's from {_pct(mean['datasheet_blend'])} to {_pct(mean['calibrated_16_blend'])}" in flat
     assert f"kernel table in the fit it is {_pct(mean['in_fit'])}" in flat
+
+
+def test_chronos_unseen_size_in_readme():
+    table = pd.read_csv(RESULTS / "chronos_unseen_size.csv").set_index("gpu")
+    mean = table.loc["mean over GPUs"]
+    flat = " ".join(README.split())
+    assert f"on the {int(mean['rows']):,} of them beyond the rest of the tables" in flat
+    kernel, whole = _pct(mean["kernel_seen"]), _pct(mean["whole_seen"])
+    assert f"misses by {kernel} against the regressor's {whole} on seen GPUs" in flat
+    assert f"by {_pct(mean['kernel_logo'])} against {_pct(mean['whole_logo'])} on unseen GPUs" in flat
+    assert f"(their blend: {_pct(mean['blend_logo'])})" in flat
+    # the rule's premise: beyond the tables the kernel model beats the regressor, seen GPU or not
+    assert mean["kernel_seen"] < mean["whole_seen"] and mean["kernel_logo"] < mean["whole_logo"]

@@ -219,6 +219,22 @@ def test_zoo_models_keep_the_regressor_and_big_user_models_get_the_kernel_model(
     assert p.time_model == TIME_KERNEL and 0 < p.predict_epoch_time()
 
 
+def test_a_zoo_models_step_beyond_its_rows_in_the_tables_gets_the_kernel_model(mirror):
+    """ResNet-50 on ImageNet (224x224) has ~12x the training FLOPs per sample of its largest table
+    rows (TinyImageNet, 64x64): the kernel model prices it; on TinyImageNet the regressor stays."""
+    from chronos_core.predict.time_models import flops_ceilings
+
+    ceilings = flops_ceilings()
+    assert ceilings["ResNet50"] == pytest.approx(2.00432e9, rel=1e-3)  # the CHRONOS rows, spelt resnet50
+    args = dict(model="ResNet50", batch_size=64, precision=16, optimizer="SGD", gpu="V100-SXM2-16GB")
+    inside = TrainingTimePredictor(dataset="TinyImageNet", **args)
+    assert inside.time_model == TIME_WHOLE
+    imagenet = TrainingTimePredictor(dataset="ImageNet", **args)
+    assert imagenet.features()["flops_train_per_sample"] > 10 * ceilings["ResNet50"]
+    assert imagenet.time_model == TIME_KERNEL
+    assert "step is larger than any in the regressor's tables" in imagenet.explain()["time_model"]["why"]
+
+
 @pytest.mark.parametrize(
     ("changes", "words"),
     [

@@ -17,6 +17,8 @@ Tables under results/kernels/:
                            and host-bound rows, and what one perfect factor per GPU would leave
   chronos_calibration.csv  the held-out GPU's kernel model from its datasheet, calibrated with 16 or 64
                            of its chip's kernels, and with them all in the fit (GPUs NeuSight measured)
+  chronos_unseen_size.csv  zoo steps larger than any of their model's in the tables (64x64 and 96x96 rows
+                           held out of every fit): the whole-model regressor against the kernel model
   step_interval.csv        80% interval of a step prediction (log-ratio quantiles, held-out GPUs)
   cpu_steps.csv            training steps measured on a profiled CPU: default host, host fitted elsewhere
 """
@@ -195,6 +197,15 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
 def chronos_misses(out_dir: Path = OUT_DIR) -> pd.DataFrame:
     """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_misses`)."""
     return pd.read_csv(out_dir / "chronos_misses.csv")
+
+
+def chronos_unseen_size(reuse: bool, out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """Zoo steps beyond their model's rows in the tables: regressor against kernel model, seen and unseen
+    GPUs (`step_eval.chronos_unseen_size`)."""
+    if reuse:
+        return pd.read_csv(out_dir / "chronos_unseen_size.csv")
+    table = step_eval.chronos_unseen_size(step_eval.chronos_rows(), progress=True)
+    return _write(table, "chronos_unseen_size.csv", out_dir)
 
 
 def chronos_calibration(out_dir: Path = OUT_DIR) -> pd.DataFrame:

@@ -500,6 +500,120 @@ def chronos_calibration(
     return pd.concat([table, pd.DataFrame([mean])], ignore_index=True)
 
 
+LARGE_INPUTS = ("TinyImageNet", "STL10")  # 64x64 and 96x96 images; the tables' other rows are 32x32 or text
+
+
+def beyond_tables(rows: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
+    """Rows whose training FLOPs per sample exceed every row of the same model in `table` (model names
+    as the tables spell them): the steps the whole-model regressor would have to extrapolate to."""
+    ceiling = pd.to_numeric(table["flops_train_per_sample"], errors="coerce").groupby(table["model"]).max()
+    flops = pd.to_numeric(rows["flops_train_per_sample"], errors="coerce")
+    return (flops > rows["model"].map(ceiling).fillna(0.0)).to_numpy()
+
+
+def _cloud_host(
+    rows: pd.DataFrame,
+    gpus: list[str],
+    amp: bool,
+    fold: tuple[str, ...] | None,
+    configs: dict[str, list[str]],
+) -> HostOverhead:
+    """The median of the hosts of `gpus` fitted on their `rows` (fp32 or AMP steps) under a kernel fold."""
+    hosts = []
+    for gpu in gpus:
+        part = rows[(rows["gpu"] == gpu) & ((rows["precision"].astype(int) == 16) == amp)]
+        if part.empty:
+            continue
+        q = _fold_pricing(fold, gpu, configs[gpu]).loc[part["config"]]
+        hosts.append(
+            fit_host(q["gpu_ms"].to_numpy(), q["kernels"].to_numpy(), part["compute_ms"].to_numpy(float))
+        )
+    return median_host(hosts)
+
+
+def _device_of(names: pd.Series) -> pd.Series:
+    def one(name: object) -> str:
+        try:
+            return Devices.get(str(name)).name
+        except ChronosError:
+            return ""
+
+    return names.map({n: one(n) for n in names.dropna().unique()}).fillna("")
+
+
+def chronos_unseen_size(rows: pd.DataFrame, progress: bool = False) -> pd.DataFrame:
+    """Evidence for `TrainingTimePredictor`'s rule that a zoo model's step larger than any of that model's
+    in the time tables goes to the kernel model, not the whole-model regressor.
+
+    The regressor and the hosts are fitted without the tables' 64x64 (TinyImageNet) and 96x96 (STL10) rows;
+    scored are the CHRONOS rows of those datasets beyond the rest of the tables (`beyond_tables`). Seen
+    GPU: the regressor fitted on every GPU's remaining rows; the kernel model with the GPU's chip in the
+    fit and its cloud's median host (as `host_for` gives a prediction). Unseen GPU: the GPU out of the
+    regressor's fit, its chip out of the kernel fit, its host the median of its cloud's other hosts (as
+    `chronos_logo`), and the two blended (geometric mean). Returns per GPU: rows, whole_seen,
+    kernel_seen, whole_logo, kernel_logo, blend_logo (MAPE %), then the mean over GPUs.
+    """
+    from chronos_core.data.kernels import kernel_table
+    from chronos_core.predict.time_models import make_time_model, training_table
+
+    table = training_table()
+    small = ~table["dataset"].isin(LARGE_INPUTS)
+    test = rows[rows["dataset"].isin(LARGE_INPUTS)]
+    test = test[beyond_tables(test, table[small])]
+    fitted_on = rows[~rows["dataset"].isin(LARGE_INPUTS)]
+    kernel_gpus = set(kernel_table(include_xla=False)["device"])
+    gpus = sorted(rows["gpu"].unique())
+    configs = {g: sorted(rows.loc[rows["gpu"] == g, "config"].unique()) for g in gpus}
+    provider = rows.groupby("gpu")["host_provider"].first().to_dict()
+    table_gpu = _device_of(table["gpu_name"])
+
+    def whole(train: pd.Series, part: pd.DataFrame) -> np.ndarray:
+        model = make_time_model("hardware_aware").fit(table[train])
+        return model.predict(table.loc[part["row"]])["pred_compute_ms"].to_numpy(float)
+
+    def kernel(part: pd.DataFrame, gpu: str, fold: tuple[str, ...] | None, cloud: list[str]) -> np.ndarray:
+        priced = _fold_pricing(fold, gpu, configs[gpu]).loc[part["config"]]
+        amp = (part["precision"].astype(int) == 16).to_numpy()
+        out = np.full(len(part), np.nan)
+        for a in (False, True):
+            host = _cloud_host(fitted_on, cloud, a, fold, configs)
+            out[amp == a] = host_step_ms(
+                priced["gpu_ms"].to_numpy()[amp == a], priced["kernels"].to_numpy()[amp == a], host
+            )
+        return out
+
+    seen_whole = make_time_model("hardware_aware").fit(table[small])
+    scored = test.assign(
+        whole_seen=seen_whole.predict(table.loc[test["row"]])["pred_compute_ms"].to_numpy(float)
+    )
+    for column in ("kernel_seen", "whole_logo", "kernel_logo"):
+        scored[column] = np.nan
+    iterator = gpus
+    if progress:
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(gpus, desc="unseen input size")
+    for gpu in iterator:
+        part = scored[scored["gpu"] == gpu]
+        if part.empty:
+            continue
+        same_cloud = [g for g in gpus if provider.get(g) == provider.get(gpu)]
+        scored.loc[part.index, "kernel_seen"] = kernel(part, gpu, None, same_cloud)
+        fold = tuple(sorted(g for g in kernel_gpus if same_chip(g, gpu))) or None
+        others = [g for g in same_cloud if g != gpu]
+        scored.loc[part.index, "kernel_logo"] = kernel(part, gpu, fold, others)
+        scored.loc[part.index, "whole_logo"] = whole(small & (table_gpu != gpu), part)
+    scored["blend_logo"] = np.sqrt(scored["whole_logo"] * scored["kernel_logo"])
+    columns = ["whole_seen", "kernel_seen", "whole_logo", "kernel_logo", "blend_logo"]
+    ape = scored[columns].sub(scored["compute_ms"], axis=0).abs().div(scored["compute_ms"], axis=0) * 100
+    per_gpu = ape.groupby(scored["gpu"]).mean()
+    per_gpu.insert(0, "rows", scored.groupby("gpu").size())
+    per_gpu = per_gpu.rename_axis("gpu").reset_index()
+    mean = {"gpu": "mean over GPUs", "rows": int(per_gpu["rows"].sum())}
+    mean.update({c: float(per_gpu[c].mean()) for c in columns})
+    return pd.concat([per_gpu, pd.DataFrame([mean])], ignore_index=True)
+
+
 def chronos_misses(rows: pd.DataFrame) -> pd.DataFrame:
     """Where the kernel model's leave-one-GPU-out miss on the CHRONOS rows sits (`chronos_logo` rows).
 

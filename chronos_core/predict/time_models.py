@@ -11,6 +11,7 @@ under ~/.cache/chronos/models, keyed by a hash of the training data and the code
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -228,6 +229,19 @@ def training_table(include_own: bool = True, include_a100: bool = True) -> pd.Da
             frames.append(own)
     table = pd.concat(frames, ignore_index=True)
     return table[pd.to_numeric(table["compute_ms"], errors="coerce") > 0].reset_index(drop=True)
+
+
+@functools.lru_cache(maxsize=1)
+def flops_ceilings() -> dict[str, float]:
+    """The largest training FLOPs per sample the time tables hold for each model, by zoo name (the
+    CHRONOS tables spell theirs resnet50, vgg16, mixer, ...): a step beyond its model's ceiling is one
+    the whole-model regressor would extrapolate to (`step_eval.chronos_unseen_size`)."""
+    from chronos_core.predict.step_eval import CHRONOS_MODELS
+
+    table = training_table()
+    names = table["model"].astype(str).map(lambda name: CHRONOS_MODELS.get(name, (name,))[0])
+    flops = pd.to_numeric(table["flops_train_per_sample"], errors="coerce")
+    return {str(k): float(v) for k, v in flops.groupby(names).max().items() if np.isfinite(v)}
 
 
 # ---------------------------------------------------------------------------------------------- default model
