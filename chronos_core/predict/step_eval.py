@@ -332,9 +332,8 @@ def _code_digest() -> str:
 
 REGIMES = ("datasheet", "calibrated", "in_fit")
 CHRONOS_CALIBRATION_BUDGETS = (16, 64)
-_PRICED: dict[
-    tuple, pd.DataFrame
-] = {}  # (fold, gpu, configs) -> price_configs: fold models are deterministic
+# (fold, gpu, configs) -> price_configs, kept for the process: fold models are deterministic
+_PRICED: dict[tuple, pd.DataFrame] = {}
 
 
 def _fold_pricing(fold: tuple[str, ...] | None, gpu: str, configs: list[str]) -> pd.DataFrame:
@@ -399,16 +398,9 @@ def chronos_logo(
             p = pricing(fold, held).loc[out.loc[mask, "config"]]
         pred = np.full(int(mask.sum()), np.nan)
         amp_held = (out.loc[mask, "precision"].astype(int) == 16).to_numpy()
+        others = [g for g in gpus if g != held and provider.get(g) == provider.get(held)]
         for amp in (False, True):
-            hosts = []
-            for other in gpus:
-                if other == held or provider.get(other) != provider.get(held):
-                    continue
-                part = out[(out["gpu"] == other) & ((out["precision"].astype(int) == 16) == amp)]
-                q = pricing(fold, other).loc[part["config"]]
-                measured = part["compute_ms"].to_numpy(float)
-                hosts.append(fit_host(q["gpu_ms"].to_numpy(), q["kernels"].to_numpy(), measured))
-            host = median_host(hosts)
+            host = _cloud_host(out, others, amp, fold, configs)
             sel = amp_held == amp
             pred[sel] = host_step_ms(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
         out.loc[mask, "pred_logo_ms"] = pred
@@ -504,11 +496,12 @@ LARGE_INPUTS = ("TinyImageNet", "STL10")  # 64x64 and 96x96 images; the tables' 
 
 
 def beyond_tables(rows: pd.DataFrame, table: pd.DataFrame) -> np.ndarray:
-    """Rows whose training FLOPs per sample exceed every row of the same model in `table` (model names
-    as the tables spell them): the steps the whole-model regressor would have to extrapolate to."""
-    ceiling = pd.to_numeric(table["flops_train_per_sample"], errors="coerce").groupby(table["model"]).max()
-    flops = pd.to_numeric(rows["flops_train_per_sample"], errors="coerce")
-    return (flops > rows["model"].map(ceiling).fillna(0.0)).to_numpy()
+    """Rows whose training FLOPs per sample exceed every row of the same model in `table` (zoo names,
+    `time_models.flops_ceilings_of`): the steps the whole-model regressor would extrapolate to."""
+    from chronos_core.predict.time_models import flops_ceilings_of, zoo_names
+
+    ceiling = zoo_names(rows["model"]).map(flops_ceilings_of(table)).fillna(0.0)
+    return (pd.to_numeric(rows["flops_train_per_sample"], errors="coerce") > ceiling).to_numpy()
 
 
 def _cloud_host(

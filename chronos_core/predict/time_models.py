@@ -231,17 +231,24 @@ def training_table(include_own: bool = True, include_a100: bool = True) -> pd.Da
     return table[pd.to_numeric(table["compute_ms"], errors="coerce") > 0].reset_index(drop=True)
 
 
-@functools.lru_cache(maxsize=1)
-def flops_ceilings() -> dict[str, float]:
-    """The largest training FLOPs per sample the time tables hold for each model, by zoo name (the
-    CHRONOS tables spell theirs resnet50, vgg16, mixer, ...): a step beyond its model's ceiling is one
-    the whole-model regressor would extrapolate to (`step_eval.chronos_unseen_size`)."""
+def zoo_names(models: pd.Series) -> pd.Series:
+    """Model names as the zoo spells them (the CHRONOS tables write resnet50, vgg16, mixer, ...)."""
     from chronos_core.predict.step_eval import CHRONOS_MODELS
 
-    table = training_table()
-    names = table["model"].astype(str).map(lambda name: CHRONOS_MODELS.get(name, (name,))[0])
+    return models.astype(str).map(lambda name: CHRONOS_MODELS.get(name, (name,))[0])
+
+
+def flops_ceilings_of(table: pd.DataFrame) -> pd.Series:
+    """The largest training FLOPs per sample `table` holds for each model, by zoo name."""
     flops = pd.to_numeric(table["flops_train_per_sample"], errors="coerce")
-    return {str(k): float(v) for k, v in flops.groupby(names).max().items() if np.isfinite(v)}
+    return flops.groupby(zoo_names(table["model"])).max().dropna()
+
+
+@functools.lru_cache(maxsize=1)
+def flops_ceilings() -> dict[str, float]:
+    """`flops_ceilings_of` the time tables: a step beyond its model's ceiling is one the whole-model
+    regressor would extrapolate to (`step_eval.chronos_unseen_size`)."""
+    return {str(k): float(v) for k, v in flops_ceilings_of(training_table()).items()}
 
 
 # ---------------------------------------------------------------------------------------------- default model
