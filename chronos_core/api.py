@@ -17,7 +17,7 @@ Epoch time is the iteration time times the steps per epoch. Which model gives th
   its compute time is blended with the kernel model's (geometric mean). A step larger than any of
   the model's in those tables (training FLOPs per sample: ResNet-50 on ImageNet, where the tables
   stop at 64x64 images) goes to the kernel model instead: on such steps held out of every fit it
-  misses by 18.5% against the regressor's 24.9% (seen GPUs; 23.3% against 29.9% on unseen ones).
+  misses by 18.2% against the regressor's 24.9% (seen GPUs; 23.5% against 29.9% on unseen ones).
 * Hugging Face / timm models (`"hf:gpt2-large"`, a config.json path, `"timm:vit_base_patch16_224"`)
   and user torch models larger than anything in those tables (more than TABLE_MAX_PARAMS parameters
   or TABLE_MAX_FLOPS_PER_BATCH training FLOPs per batch): the kernel model. The regressor never saw
@@ -791,7 +791,7 @@ class TrainingTimePredictor:
 
     def _blend_kernel_model(self, pred: pd.DataFrame) -> pd.DataFrame:
         """On a GPU the time tables lack, the compute time is the geometric mean of the whole-model
-        regressor and the kernel model (leave-one-GPU-out: 23% vs 25% and 28% alone, notebook 08);
+        regressor and the kernel model (leave-one-GPU-out: 23% vs 25% and 26% alone, notebook 08);
         elsewhere the whole-model regressor stands (unseen configs: 13% against the kernel model's 20%)."""
         if self.on_cpu or not self._torch_model or self.gpu.name not in _catalog_gpus():
             return pred

@@ -321,3 +321,21 @@ def test_sustained_rates_read_what_a_gpu_reaches():
     assert kernel_eval.sustained_rates(device[~gemm]).keys() == {"memory_bandwidth_gbs"}  # no GEMMs: none
     specs = kernel_eval.sustained_specs(device)
     assert specs["T4"].peak_fp32_tflops < 8.1 and specs["T4"].sm_count == 40  # the rest is the catalog's
+
+
+def test_a_tensor_core_gemm_takes_the_efficiency_of_the_same_work_in_fp32():
+    """A bf16 GEMM is priced as its fp32 twin with the above-floor time scaled by the rooflines' ratio:
+    a large one reaches the same share of the bf16 peak as its twin of the fp32 peak, instead of the
+    low efficiency of an fp32 kernel as short as its own bf16 roofline."""
+    model = _gemm_model()
+    shapes = pd.DataFrame({"op": "linear", "family": "gemm", "B": 1, "M": [256, 8192], "N": [256, 8192],
+                           "K": [256, 8192], "device": "A100-SXM4-80GB"})  # fmt: skip
+    fp32, bf16 = (kdata.conform_kernels(shapes.assign(dtype=d)) for d in ("fp32", "bf16"))
+    floor = model.floor_of("A100-SXM4-80GB")
+    t32, t16 = model.predict(fp32), model.predict(bf16)
+    roof32, roof16 = (kernel_features(r)["t_roof_ms"].to_numpy() for r in (fp32, bf16))
+    body32 = np.maximum(t32 - floor, roof32)
+    assert t16 == pytest.approx(floor + body32 * roof16 / roof32, rel=1e-9)
+    share32, share16 = roof32[1] / body32[1], roof16[1] / (t16[1] - floor)
+    assert share16 == pytest.approx(share32) and share16 <= 1.0
+    assert t16[1] < t32[1] / 8  # the 16x faster tensor peak shows on a large GEMM

@@ -14,8 +14,11 @@ per family and dtype, and for a handful of GEMMs per op (bmm, linear): a table o
 robust line in log t_roof, a handful with a level on the kernel's own time plus an additive per-call
 floor (`fit_floor_correction`); what is still missed on each profiled kernel is carried to nearby shapes
 (`LocalResidual`). Without a profile the datasheet is all there is.
-Tensor-core precisions (tf32, fp16, bf16) use the tensor peak of that precision; the efficiency
-learned on fp32 SIMT kernels carries over (checked on XLA's B200 table in notebook 08).
+Tensor-core precisions (tf32, fp16, bf16) use the tensor peak of that precision. A tensor-core GEMM
+takes the efficiency the fp32 model gives the same work (shape, tiles, bytes), not the efficiency of an
+fp32 kernel as short as its own roofline: a 6-GFLOP bf16 GEMM is a large kernel that finishes fast,
+not a small one (`KernelModel._base_times`; checked on XLA's B200 table and the CHRONOS AMP rows in
+notebook 08). Convolutions keep their own: no tensor-core convolution was measured to check a change on.
 """
 
 from __future__ import annotations
@@ -33,6 +36,7 @@ from chronos_core.errors import ChronosError
 
 FAMILIES = ("gemm", "conv", "elementwise", "ln", "softmax")
 DTYPE_BYTES = {"fp32": 4, "tf32": 4, "fp16": 2, "bf16": 2, "fp8": 1}
+TENSOR_DTYPES = ("tf32", "fp16", "bf16", "fp8")
 # FLOPs per element of the vector kernels (reads, a reduction and a normalisation; roughly).
 _VECTOR_FLOPS = {"ln": 8.0, "softmax": 5.0}
 _OP_CODE = {op: i for i, op in enumerate(ELEMENTWISE_OPS)}
@@ -436,8 +440,25 @@ class KernelModel:
 
     def _predict_rows(self, rows: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None) -> np.ndarray:
         feats = kernel_features(rows, specs, self._floors(rows))
-        t = np.exp(_log_base(feats) + self.log_efficiency(rows, feats))
+        t = self._base_times(rows, feats, specs)
         return self._corrected(rows, feats, t) if self.corrections_ else t
+
+    def _base_times(
+        self, rows: pd.DataFrame, feats: pd.DataFrame, specs: Mapping[str, DeviceSpec] | None
+    ) -> np.ndarray:
+        """Uncorrected times (ms): (t_roof + floor) x the learned efficiency. A tensor-core GEMM (tf32,
+        fp16, bf16, fp8) is priced as the same work in fp32, its above-floor time scaled by the ratio
+        of the two rooflines: t = floor + max(t32 - floor, t_roof32) * t_roof / t_roof32."""
+        t = np.exp(_log_base(feats) + self.log_efficiency(rows, feats))
+        tensor = ((rows["family"] == "gemm") & _dtype_of(rows).isin(TENSOR_DTYPES)).to_numpy()
+        if tensor.any():
+            fp32 = rows.loc[tensor].assign(dtype="fp32")
+            f32 = kernel_features(fp32, specs, self._floors(fp32))
+            t32 = np.exp(_log_base(f32) + self.log_efficiency(fp32, f32))
+            floor, roof32 = f32["floor_ms"].to_numpy(), f32["t_roof_ms"].to_numpy()
+            roof = feats["t_roof_ms"].to_numpy()[tensor]
+            t[tensor] = floor + np.maximum(t32 - floor, roof32) * roof / np.maximum(roof32, _TINY)
+        return t
 
     def _corrected(self, rows: pd.DataFrame, feats: pd.DataFrame, t: np.ndarray) -> np.ndarray:
         out = t.copy()
@@ -471,7 +492,7 @@ class KernelModel:
             fallback = min(self.default_floor_, float(part["latency_ms"].min()))
             self.floors_[dev] = measured_floor(part, default=fallback)
         feats = kernel_features(profile, specs, self._floors(profile))
-        t_model = np.exp(_log_base(feats) + self.log_efficiency(profile, feats))
+        t_model = self._base_times(profile, feats, specs)
         latency = profile["latency_ms"].to_numpy(float)
         cols = [feats[c].to_numpy() for c in ("t_roof_ms", "floor_ms", "log_t_roof_us")]
         dev = profile["device"].astype(str).to_numpy()
