@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from chronos_core.catalog.devices import Devices, DeviceSpec
-from chronos_core.predict.kernels import KernelModel, roofline_ms, work
+from chronos_core.predict.kernels import KernelModel, kernel_body, roofline_ms, work
 
 SUSTAINED_CAP_MS = 1.0
 CALIBRATION_PER_GROUP = 16  # kernels per op group and dtype a simulated calibration measures
@@ -256,7 +256,7 @@ def precision_transfer(public: pd.DataFrame, xla: pd.DataFrame, n_estimators: in
     scored["roofline_ms"] = roofline_ms(xla)
     # XLA times the kernel alone: the model's time less the framework call it carries (its launch floor)
     floor = np.array([model.floor_of(d) for d in xla["device"].astype(str)])
-    scored["pred_kernel_only_ms"] = np.maximum(scored["pred_ms"] - floor, scored["roofline_ms"])
+    scored["pred_kernel_only_ms"] = kernel_body(scored["pred_ms"], scored["roofline_ms"], floor, "sub")
     sample = calibration_sample(xla)  # per dtype and op: corrections are keyed by dtype
     scored["calibration_row"] = xla.index.isin(sample.index)
     calibrated = model.without_calibration().calibrate(sample).predict(xla)
