@@ -163,14 +163,7 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     by_precision.insert(0, "rows", pd.Series(amp).value_counts())
     _write(by_precision.rename_axis("precision").reset_index(), "chronos_precision.csv", out_dir)
     _write(step_eval.chronos_misses(rows), "chronos_misses.csv", out_dir)
-    calibration = step_eval.chronos_calibration(
-        rows.drop(
-            columns=["pred_logo_ms", "pred_logo_gpu_ms", "pred_config_ms", "pred_ensemble_ms"],
-            errors="ignore",
-        ),
-        rows,
-        progress=True,
-    )
+    calibration = step_eval.chronos_calibration(rows, progress=True)
     _write(calibration, "chronos_calibration.csv", out_dir)
     _write(
         step_eval.fit_hosts(step_eval.chronos_rows(), step_eval.kernel_fold(None)),

@@ -108,7 +108,7 @@ def device_spec(device: str | DeviceSpec) -> DeviceSpec:
 
 def peak_flops(spec: DeviceSpec, dtype: str, family: str) -> float:
     """FLOP/s the family can reach at this dtype: tensor peak for matmul-class in tf32/fp16/bf16."""
-    if family in ("gemm", "conv") and dtype in ("tf32", "fp16", "bf16", "fp8"):
+    if family in ("gemm", "conv") and dtype in TENSOR_DTYPES:
         key = "fp16" if dtype == "fp8" else dtype
         return spec.peak_tflops(key) * 1e12
     return spec.peak_fp32_tflops * 1e12

@@ -458,7 +458,6 @@ def _blend(rows: pd.DataFrame) -> pd.DataFrame:
 
 
 def chronos_calibration(
-    rows: pd.DataFrame,
     datasheet: pd.DataFrame,
     budgets: tuple[int, ...] = CHRONOS_CALIBRATION_BUDGETS,
     seeds: tuple[int, ...] = (0, 1, 2),
@@ -466,26 +465,27 @@ def chronos_calibration(
 ) -> pd.DataFrame:
     """How much a calibration of the held-out GPU lowers the CHRONOS leave-one-GPU-out error.
 
-    Per GPU whose chip NeuSight measured: rows, the MAPE with the datasheet alone (`datasheet`: the
-    rows `chronos_logo` returned), calibrated with each budget (kernels per op group and dtype; mean
-    over `seeds`, which kernels are drawn), and with the chip's kernels in the fit (the ceiling of any
-    kernel calibration: what is left is how steps compose and what the host costs). Where `rows` carry
-    the whole-model regressor's held-out `pred_whole_ms`, also the blend (`_blend`) with the datasheet and
-    with the first budget. Last row: the mean over those GPUs.
+    `datasheet`: the rows `chronos_logo` returned (its predictions are made again in each regime).
+    Per GPU whose chip NeuSight measured: rows, the MAPE with the datasheet alone, calibrated with each
+    budget (kernels per op group and dtype; mean over `seeds`, which kernels are drawn), and with the
+    chip's kernels in the fit (the ceiling of any kernel calibration: what is left is how steps compose
+    and what the host costs). Where the rows carry the whole-model regressor's held-out
+    `pred_whole_ms`, also the blend (`_blend`) with the datasheet and with the first budget. Last row:
+    the mean over those GPUs.
     """
-    blend = "pred_whole_ms" in rows
+    blend = "pred_whole_ms" in datasheet
     table = pd.DataFrame({"datasheet": _mape_by_gpu(datasheet)})
     for budget in budgets:
-        runs = [chronos_logo(rows, progress, "calibrated", budget, seed) for seed in seeds]
+        runs = [chronos_logo(datasheet, progress, "calibrated", budget, seed) for seed in seeds]
         table[f"calibrated_{budget}"] = pd.concat([_mape_by_gpu(r) for r in runs], axis=1).mean(axis=1)
         if blend and budget == budgets[0]:
             both = pd.concat([_mape_by_gpu(_blend(r), "pred_blend_ms") for r in runs], axis=1)
             table[f"calibrated_{budget}_blend"] = both.mean(axis=1)
-    table["in_fit"] = _mape_by_gpu(chronos_logo(rows, progress, "in_fit"))
+    table["in_fit"] = _mape_by_gpu(chronos_logo(datasheet, progress, "in_fit"))
     if blend:
         table.insert(1, "datasheet_blend", _mape_by_gpu(_blend(datasheet), "pred_blend_ms"))
     table = table.loc[sorted(g for g in table.index if pd.notna(table.loc[g, "in_fit"]))]
-    table.insert(0, "rows", rows.groupby("gpu").size().reindex(table.index))
+    table.insert(0, "rows", datasheet.groupby("gpu").size().reindex(table.index))
     table = table.rename_axis("gpu").reset_index()
     mean = {"gpu": "mean over GPUs", "rows": int(table["rows"].sum())}
     mean.update({c: float(table[c].mean()) for c in table.columns[2:]})
