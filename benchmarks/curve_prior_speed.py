@@ -4,8 +4,8 @@
 
 Times the default curve-prior predictor (zero-shot XGBoost + PFN + direct model + the rule's state) on
 one row with 10 observed validation losses, the PFN forward pass alone, and fitting the default
-predictor (refit, on all public runs and ours); writes results/convergence/curve_prior_speed.md. The
-pretraining time comes from the weights' metadata.
+predictor (refit, on `DEFAULT_SOURCES`: the public runs); writes results/convergence/curve_prior_speed.md.
+The pretraining time comes from the weights' metadata.
 """
 
 from __future__ import annotations

@@ -214,3 +214,43 @@ def test_direct_model_features_pairs_and_quantiles(runs):
     model = dr.DirectQuantileModel(n_estimators=20).fit(x, np.log(y[rows] - ks))
     q = model.predict(x[:10])
     assert q.shape == (10, 3) and (np.diff(q, axis=1) >= 0).all()
+
+
+def test_one_se_rule_keeps_the_ensemble_unless_a_candidate_wins_on_every_fold():
+    fold = np.repeat([0, 1, 2, 3], 5)
+    ens = np.full(20, 10.0)
+    steady = {"ens": ens, "other": ens - 1.0 + 0.1 * np.tile(np.arange(5), 4)}  # 0.6-1.0 better on each fold
+    assert cpr._one_se_choice(steady, fold, "ens", "other") == "other"
+    lucky = ens.copy()
+    lucky[fold == 0] -= 8.0  # a big win on one fold, a small loss on the three others
+    lucky[fold > 0] += 1.0
+    assert np.mean(lucky) < np.mean(ens)  # lowest mean MAE, yet not a steady gain
+    assert cpr._one_se_choice({"ens": ens, "lucky": lucky}, fold, "ens", "lucky") == "ens"
+    assert cpr._one_se_choice(steady, np.zeros(20), "ens", "other") == "ens"  # one fold: no evidence
+
+
+def test_zero_shot_candidate_quantiles():
+    q = cpr.zero_shot_log_quantiles(np.array([20.0, 3.0]), np.array([5, 5]), sigma=0.5)
+    assert np.exp(q[0, 1]) == pytest.approx(15.0) and np.exp(q[1, 1]) == pytest.approx(1.0)
+    assert q[0, 2] - q[0, 1] == pytest.approx(0.5 * 1.2816) == pytest.approx(q[0, 1] - q[0, 0])
+
+
+def test_ensemble_is_the_default_and_every_choice_predicts(runs, committed, predictor):
+    ensemble = "pretrained|finetuned|direct|direct+config"
+    assert predictor._ensemble_name() == ensemble
+    for bucket, mae in predictor.inner_mae_.items():
+        assert ensemble in mae and "zero_shot" in mae
+        choice = predictor.choice_[bucket]
+        assert choice == ensemble or mae[choice] < mae[ensemble]  # only a lower inner MAE replaces it
+    test = runs[runs.model == "m_f"]
+    for fixed in ("zero_shot", "pretrained|direct"):
+        model = cpr.CurvePriorPredictor(pfn=committed, finetune_steps=0, inner_folds=3, fixed=fixed)
+        model.fit(runs[runs.model != "m_f"], groups=runs.loc[runs.model != "m_f", "model"])
+        assert set(model.choice_.values()) == {fixed}
+        for k in (0, 4):
+            out = model.predict(test, k)
+            assert np.isfinite(out["pred"]).all() and (out["lo"] <= out["pred"]).all()
+    lowest = cpr.CurvePriorPredictor(pfn=committed, finetune_steps=0, inner_folds=3, ensemble=False)
+    lowest.fit(runs[runs.model != "m_f"], groups=runs.loc[runs.model != "m_f", "model"])
+    for bucket, mae in lowest.inner_mae_.items():
+        assert lowest.choice_[bucket] == min(mae, key=mae.get)
