@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from chronos_core.catalog.devices import Devices
 from chronos_core.data import kernels as kdata
 from chronos_core.data import registry
 from chronos_core.predict import kernel_eval
@@ -20,6 +21,7 @@ from chronos_core.predict.kernels import (
     kernel_features,
     measured_floor,
     ops_frame,
+    peak_flops,
     row_errors,
     work,
 )
@@ -339,3 +341,18 @@ def test_a_tensor_core_gemm_takes_the_efficiency_of_the_same_work_in_fp32():
     share32, share16 = roof32[1] / body32[1], roof16[1] / (t16[1] - floor)
     assert share16 == pytest.approx(share32) and share16 <= 1.0
     assert t16[1] < t32[1] / 8  # the 16x faster tensor peak shows on a large GEMM
+
+
+def test_half_precision_matmuls_before_volta_get_the_fp32_peak():
+    """PyTorch runs fp16 GEMMs and convolutions with FP32 math, so a P100 (2x FP16 vector rate, no
+    tensor cores) gets no speed-up from AMP on them; a T4 gets its tensor peak, and a CPU its FP32 one."""
+    p100, t4 = Devices.get("P100-PCIe-16GB"), Devices.get("T4")
+    assert p100.peak_tflops(16) > 1.9 * p100.peak_fp32_tflops  # the datasheet's FP16 vector rate
+    for family in ("gemm", "conv"):
+        assert peak_flops(p100, "fp16", family) == pytest.approx(p100.peak_fp32_tflops * 1e12)
+        assert peak_flops(t4, "fp16", family) == pytest.approx(t4.peak_tflops(16) * 1e12)
+    model = _gemm_model()
+    shapes = pd.DataFrame({"op": "linear", "family": "gemm", "B": 1, "M": [4096], "N": [4096], "K": [4096],
+                           "device": "P100-PCIe-16GB"})  # fmt: skip
+    fp32, fp16 = (kdata.conform_kernels(shapes.assign(dtype=d)) for d in ("fp32", "fp16"))
+    assert model.predict(fp16)[0] == pytest.approx(model.predict(fp32)[0], rel=0.02)  # compute-bound

@@ -107,11 +107,27 @@ def device_spec(device: str | DeviceSpec) -> DeviceSpec:
 
 
 def peak_flops(spec: DeviceSpec, dtype: str, family: str) -> float:
-    """FLOP/s the family can reach at this dtype: tensor peak for matmul-class in tf32/fp16/bf16."""
+    """FLOP/s the family can reach at this dtype: tensor peak for matmul-class in tf32/fp16/bf16.
+
+    Before Volta there are no tensor cores, and PyTorch runs half-precision GEMMs and convolutions
+    with FP32 math (cuBLAS compute type 32F, cuDNN's pseudo-half configuration), so a P100's 2x
+    FP16 vector rate is never reached by them: they get the FP32 peak.
+    """
     if family in ("gemm", "conv") and dtype in TENSOR_DTYPES:
+        if _before_tensor_cores(spec):
+            return spec.peak_fp32_tflops * 1e12
         key = "fp16" if dtype == "fp8" else dtype
         return spec.peak_tflops(key) * 1e12
     return spec.peak_fp32_tflops * 1e12
+
+
+def _before_tensor_cores(spec: DeviceSpec) -> bool:
+    """A GPU older than Volta (compute capability below 7.0) with no tensor peak in its spec."""
+    try:
+        major = float(str(spec.compute_capability).strip() or "nan")
+    except ValueError:
+        return False
+    return spec.kind != "cpu" and major < 7.0 and not spec.peak_fp16_tensor_tflops > 0
 
 
 def _conv_out(size: pd.Series, kernel: pd.Series, stride: pd.Series, padding: pd.Series) -> pd.Series:
