@@ -158,14 +158,15 @@ def _robust_sigma(log_resid: np.ndarray) -> float:
 class CurvePriorPredictor:
     """Zero-shot prior + curve PFN; `fit(frame, groups)` / `predict(frame, k)` like the other models.
 
-    finetune_steps: fine-tuning offered to the nested check in `fit` (kept only where it beats the
-    pretrained PFN on inner folds; 0: pretrained only); `zs_features` picks the zero-shot feature set
-    (None: all, or a key of ZS_FEATURE_SETS, or a list); censor=False trains the zero-shot model
-    as if censored runs had converged at max_epochs (the old behaviour, for the ablation);
+    finetune_steps: fine-tuning steps of the PFN in `fit` (0: pretrained only; without the direct model
+    the fine-tuned PFN is kept only where it beats the pretrained one on inner folds); `zs_features`
+    picks the zero-shot feature set (None: all, or a key of ZS_FEATURE_SETS, or a list); censor=False
+    trains the zero-shot model as if censored runs had converged at max_epochs (the old behaviour, for
+    the ablation);
     choose=False always fine-tunes (intervals are still calibrated on inner folds); direct=True (default)
     adds the direct learned model of the remaining epochs (`direct.py`: XGBoost quantiles from prefix
     features, the zero-shot and the pretrained PFN's quantiles, with or without configuration features)
-    and the nested choice per k bucket between the PFNs, the direct models and their log-space means;
+    and the nested choice per k bucket, the ensemble of the PFNs and the direct models by default;
     `fixed` names one candidate to use at every k instead of choosing (e.g. "direct", or "a|b" for the
     log-space mean of a and b; intervals are still calibrated on inner folds); ensemble=False drops the
     ensemble default and the one-standard-error rule: the candidate with the lowest inner MAE wins (the
