@@ -124,10 +124,10 @@ def peak_flops(spec: DeviceSpec, dtype: str, family: str) -> float:
 def _before_tensor_cores(spec: DeviceSpec) -> bool:
     """A GPU older than Volta (compute capability below 7.0) with no tensor peak in its spec."""
     try:
-        major = float(str(spec.compute_capability).strip() or "nan")
+        capability = float(str(spec.compute_capability).strip() or "nan")
     except ValueError:
         return False
-    return spec.kind != "cpu" and major < 7.0 and not spec.peak_fp16_tensor_tflops > 0
+    return spec.kind != "cpu" and capability < 7.0 and not spec.peak_fp16_tensor_tflops > 0
 
 
 def _conv_out(size: pd.Series, kernel: pd.Series, stride: pd.Series, padding: pd.Series) -> pd.Series:
