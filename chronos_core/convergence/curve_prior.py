@@ -148,6 +148,11 @@ def _one_se_choice(err: dict[str, np.ndarray], fold: np.ndarray, default: str, b
     return best if gain.mean() > gain.std(ddof=1) / np.sqrt(len(gain)) else default
 
 
+def _mean_of(parts: dict[str, np.ndarray], name: str) -> np.ndarray:
+    """The candidate "a|b|...": the log-space mean of the candidates it names."""
+    return np.mean([parts[p] for p in name.split("|")], axis=0)
+
+
 def _robust_sigma(log_resid: np.ndarray) -> float:
     r = log_resid[np.isfinite(log_resid)]
     if len(r) < 5:
@@ -254,7 +259,9 @@ class CurvePriorPredictor:
             start = self.fixed or (self._ensemble_name() if self.ensemble else "direct")
             self.choice_ = {b: start for b in K_BUCKETS}
             if self.calibrate:
-                self._inner_check_direct(base, splits, (x, r, upper, rows), (px, dx, ptarget, prow, pk))
+                self._inner_check_direct(
+                    base, splits, (x, r, upper, rows), (px, dx, ptarget, prow, pk, zs_oof[prow])
+                )
             for name in DIRECT_VARIANTS:
                 if any(name in c.split("|") for c in self.choice_.values()):
                     cols = self._direct_cols(name, dx.shape[1])
@@ -302,11 +309,10 @@ class CurvePriorPredictor:
         conformal (CQR) interval scale is the 80% quantile of the held-out scores.
         """
         x, r, upper, rows = ft
-        px, dx, ptarget, prow, pk = pairs
+        px, dx, ptarget, prow, pk, pzs = pairs
         lb_gap = np.exp(dx[:, dr.PREFIX_NAMES.index("lb_gap")])  # lower bound - k (>= 1)
         cap = np.exp(dx[:, dr.PREFIX_NAMES.index("log_budget")])  # max_epochs - k
         pfns, directs = self._pfn_names(), list(DIRECT_VARIANTS)
-        zs_col = len(dr.PREFIX_NAMES)  # _direct_x: the zero-shot prediction's log follows the prefix features
         if self.fixed is not None:
             needed = self.fixed.split("|")
             pfns, directs = [n for n in pfns if n in needed], [n for n in directs if n in needed]
@@ -332,14 +338,13 @@ class CurvePriorPredictor:
                 parts[name] = model.predict(dx[in_te][:, cols])
             for a in pfns:
                 for b in directs:
-                    parts[f"{a}|{b}"] = 0.5 * (parts[a] + parts[b])
+                    parts[f"{a}|{b}"] = _mean_of(parts, f"{a}|{b}")
             if self.fixed is None or "zero_shot" in self.fixed.split("|"):
-                zs_te = np.exp(dx[in_te, zs_col])
-                parts["zero_shot"] = zero_shot_log_quantiles(zs_te, pk[in_te], self.sigma_)
+                parts["zero_shot"] = zero_shot_log_quantiles(pzs[in_te], pk[in_te], self.sigma_)
             if self.fixed is None and self.ensemble:
-                parts[self._ensemble_name()] = np.mean([parts[p] for p in pfns + directs], axis=0)
+                parts[self._ensemble_name()] = _mean_of(parts, self._ensemble_name())
             if self.fixed is not None and self.fixed not in parts:
-                parts[self.fixed] = np.mean([parts[p] for p in self.fixed.split("|")], axis=0)
+                parts[self.fixed] = _mean_of(parts, self.fixed)
             for name, value in parts.items():
                 logq.setdefault(name, []).append(value)
         if not held:

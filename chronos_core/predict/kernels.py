@@ -123,10 +123,7 @@ def peak_flops(spec: DeviceSpec, dtype: str, family: str) -> float:
 
 def _before_tensor_cores(spec: DeviceSpec) -> bool:
     """A GPU older than Volta (compute capability below 7.0) with no tensor peak in its spec."""
-    try:
-        capability = float(str(spec.compute_capability).strip() or "nan")
-    except ValueError:
-        return False
+    capability = pd.to_numeric(spec.compute_capability, errors="coerce")  # "" or unknown: NaN
     return spec.kind != "cpu" and capability < 7.0 and not spec.peak_fp16_tensor_tflops > 0
 
 

@@ -396,14 +396,8 @@ def chronos_logo(
             p = price_configs(configs[held], held, model).loc[out.loc[mask, "config"]]
         else:
             p = pricing(fold, held).loc[out.loc[mask, "config"]]
-        pred = np.full(int(mask.sum()), np.nan)
-        amp_held = (out.loc[mask, "precision"].astype(int) == 16).to_numpy()
         others = [g for g in gpus if g != held and provider.get(g) == provider.get(held)]
-        for amp in (False, True):
-            host = _cloud_host(out, others, amp, fold, configs)
-            sel = amp_held == amp
-            pred[sel] = host_step_ms(p["gpu_ms"].to_numpy()[sel], p["kernels"].to_numpy()[sel], host)
-        out.loc[mask, "pred_logo_ms"] = pred
+        out.loc[mask, "pred_logo_ms"] = _cloud_steps(p, out.loc[mask], out, others, fold, configs)
         out.loc[mask, "pred_logo_gpu_ms"] = p["gpu_ms"].to_numpy()
         if regime != "datasheet":
             continue
@@ -524,6 +518,26 @@ def _cloud_host(
     return median_host(hosts)
 
 
+def _cloud_steps(
+    priced: pd.DataFrame,
+    part: pd.DataFrame,
+    rows: pd.DataFrame,
+    gpus: list[str],
+    fold: tuple[str, ...] | None,
+    configs: dict[str, list[str]],
+) -> np.ndarray:
+    """Step times (ms) of `part` from its `priced` kernels (aligned rows) and the `_cloud_host` of
+    `gpus` fitted on `rows`, fp32 and AMP steps each with their own host."""
+    amp = (part["precision"].astype(int) == 16).to_numpy()
+    out = np.full(len(part), np.nan)
+    for a in (False, True):
+        host = _cloud_host(rows, gpus, a, fold, configs)
+        out[amp == a] = host_step_ms(
+            priced["gpu_ms"].to_numpy()[amp == a], priced["kernels"].to_numpy()[amp == a], host
+        )
+    return out
+
+
 def _device_of(names: pd.Series) -> pd.Series:
     def one(name: object) -> str:
         try:
@@ -566,14 +580,7 @@ def chronos_unseen_size(rows: pd.DataFrame, progress: bool = False) -> pd.DataFr
 
     def kernel(part: pd.DataFrame, gpu: str, fold: tuple[str, ...] | None, cloud: list[str]) -> np.ndarray:
         priced = _fold_pricing(fold, gpu, configs[gpu]).loc[part["config"]]
-        amp = (part["precision"].astype(int) == 16).to_numpy()
-        out = np.full(len(part), np.nan)
-        for a in (False, True):
-            host = _cloud_host(fitted_on, cloud, a, fold, configs)
-            out[amp == a] = host_step_ms(
-                priced["gpu_ms"].to_numpy()[amp == a], priced["kernels"].to_numpy()[amp == a], host
-            )
-        return out
+        return _cloud_steps(priced, part, fitted_on, cloud, fold, configs)
 
     seen_whole = make_time_model("hardware_aware").fit(table[small])
     scored = test.assign(
