@@ -88,6 +88,7 @@ from torch.utils.flop_counter import conv_flop_count, sdpa_backward_flop_count, 
 from chronos_core.catalog.datasets import Datasets
 from chronos_core.catalog.models import Models
 from chronos_core.errors import ChronosError, unknown_choice
+from chronos_core.features import native_gpt2
 
 COLUMNS = (
     "phase", "aten", "family", "B", "M", "N", "K", "elems", "rows", "cols", "in_channels",
@@ -1125,7 +1126,10 @@ def _call(fn: Callable, inputs: Any) -> Any:
 
 
 def _is_hf(module: nn.Module) -> bool:
-    return any(c.__name__ == "PreTrainedModel" for c in type(module).__mro__)
+    """A Hugging Face model, or native_gpt2's twin of one (fed and read the same way)."""
+    return isinstance(module, native_gpt2.GPT2LMHead) or any(
+        c.__name__ == "PreTrainedModel" for c in type(module).__mro__
+    )
 
 
 def _hf_inputs(module: nn.Module, batch: int, seq_len: int | None, train: bool = True) -> dict:
@@ -1229,15 +1233,20 @@ def _file_hash(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
 
 
-def _load_hf_config(path: Path, attn: str) -> Any:
-    from transformers import AutoConfig
-
+def _read_hf_json(path: Path) -> dict[str, Any]:
     try:
         raw = json.loads(path.read_text())
     except (OSError, ValueError) as error:
         raise ChronosError(f"HF config {str(path)!r} is not readable JSON: {error}") from None
     if not isinstance(raw, dict) or "model_type" not in raw:
         raise ChronosError(f"HF config {str(path)!r} has no 'model_type'")
+    return raw
+
+
+def _load_hf_config(path: Path, attn: str) -> Any:
+    from transformers import AutoConfig
+
+    raw = _read_hf_json(path)
     fields = {k: v for k, v in raw.items() if not k.startswith("_") and k not in ("torch_dtype", "dtype")}
     try:
         config = AutoConfig.for_model(**fields)
@@ -1268,6 +1277,13 @@ def _hf_model_class(config: Any) -> Any:
 
 
 def _build_hf(path: Path, attn: str) -> nn.Module:
+    """The model of a config.json on meta: GPT-2 rebuilt natively (`native_gpt2`: the same trace,
+    without transformers' 4 s import), every other architecture by transformers."""
+    native = native_gpt2.build(_read_hf_json(path), attn)
+    return native if native is not None else _build_transformers(path, attn)
+
+
+def _build_transformers(path: Path, attn: str) -> nn.Module:
     config = _load_hf_config(path, attn)
     cls = _hf_model_class(config)
     if hasattr(cls, "from_config"):
@@ -1346,7 +1362,8 @@ def build_step(
 
 
 def _source_hash() -> str:
-    return hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    sources = Path(__file__).read_bytes() + Path(native_gpt2.__file__).read_bytes()
+    return hashlib.sha256(sources).hexdigest()[:16]
 
 
 @functools.cache
