@@ -1,23 +1,11 @@
-"""GPT-2 from a Hugging Face config.json without importing `transformers`.
-
-Importing transformers' GPT-2 classes takes about 4 s on a cold process (they pull in torch._dynamo,
-torch.distributed.tensor and scipy), ten times what tracing GPT-2-Large's training step takes. This
-module rebuilds `GPT2LMHeadModel` op for op: the same aten calls in the same order (the packed-
-sequence check and causal-mask construction of transformers' masking utilities, Conv1D's addmm,
-`gelu_new`'s eight kernels, sdpa or eager attention, the shifted causal-LM loss), the same
-parameters (the LM head tied to the token embedding unless the config unties it) and the same
-autograd graph, so a trace of it is the trace of transformers' model row for row.
-`tests/test_native_gpt2.py` checks that against transformers on every precision, attention
-implementation and mode.
-
-`build(raw, attn)` returns the module on the meta device, or None where the config asks for
-something this copy does not rebuild (cross-attention, upcast-reordered attention, a padding
-token, another head or activation); the caller then builds transformers' own class.
-"""
+"""transformers' GPT2LMHeadModel rebuilt natively (see `native_hf`): the packed-sequence check and
+causal-mask construction of transformers' masking utilities, Conv1D's addmm, sdpa or eager attention,
+the LM head tied to the token embedding unless the config unties it, the shifted causal-LM loss.
+Not rebuilt (transformers builds them): cross-attention, upcast-reordered attention, a padding token
+(its input check), other heads, activations outside `native_hf.ACTIVATIONS`."""
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
@@ -26,29 +14,30 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from chronos_core.features.native_hf import (
+    ACTIVATIONS,
+    NativeModel,
+    causal_lm_loss,
+    fields_of,
+    hf_config,
+    positive_ints,
+    sdpa,
+    split_heads,
+)
+
 ARCHITECTURES = ("GPT2LMHeadModel",)
-IGNORE_INDEX = -100  # transformers' ForCausalLMLoss
-
-
-def _gelu_new(x: torch.Tensor) -> torch.Tensor:
-    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
-
-
-ACTIVATIONS = {
-    "gelu_new": _gelu_new,
-    "gelu": F.gelu,
-    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
-    "relu": F.relu,
-    "silu": F.silu,
-    "swish": F.silu,
-    "tanh": torch.tanh,
-}
 _UNSUPPORTED_TRUE = ("add_cross_attention", "reorder_and_upcast_attn", "is_encoder_decoder")
+_ALIASES = {
+    "hidden_size": "n_embd",
+    "max_position_embeddings": "n_positions",
+    "num_attention_heads": "n_head",
+    "num_hidden_layers": "n_layer",
+}
 
 
 @dataclass(frozen=True)
 class GPT2Shape:
-    """The config fields the model reads, with GPT2Config's defaults and attribute aliases."""
+    """The config fields the model reads, with GPT2Config's defaults."""
 
     vocab_size: int = 50257
     n_positions: int = 1024
@@ -65,52 +54,23 @@ class GPT2Shape:
     scale_attn_by_inverse_layer_idx: bool = False
     tie_word_embeddings: bool = True
 
-    @property
-    def config(self) -> SimpleNamespace:
-        """What opgraph reads off `module.config` (sequence length cap, tensor-parallel shape)."""
-        return SimpleNamespace(
-            n_positions=self.n_positions, max_position_embeddings=self.n_positions, n_embd=self.n_embd,
-            hidden_size=self.n_embd, n_layer=self.n_layer, num_hidden_layers=self.n_layer,
-            n_head=self.n_head, num_attention_heads=self.n_head, is_encoder_decoder=False,
-            model_type="gpt2", _attn_implementation="sdpa",
-        )  # fmt: skip
-
-
-_ALIASES = {
-    "hidden_size": "n_embd",
-    "max_position_embeddings": "n_positions",
-    "num_attention_heads": "n_head",
-    "num_hidden_layers": "n_layer",
-}
-
 
 def shape_of(raw: dict[str, Any]) -> GPT2Shape | None:
     """The GPT-2 shape of a config.json's dict, or None where this module does not rebuild it."""
-    if raw.get("model_type") != "gpt2":
-        return None
-    architectures = raw.get("architectures") or list(ARCHITECTURES)
-    if architectures[0] not in ARCHITECTURES:
+    if raw.get("model_type") != "gpt2" or (raw.get("architectures") or ARCHITECTURES)[0] not in ARCHITECTURES:
         return None
     if any(raw.get(name) for name in _UNSUPPORTED_TRUE) or raw.get("pad_token_id") is not None:
         return None
-    fields = {_ALIASES.get(k, k): v for k, v in raw.items()}
-    known = {k: fields[k] for k in GPT2Shape.__dataclass_fields__ if k in fields}
-    shape = GPT2Shape(**known)
-    ints = (shape.vocab_size, shape.n_positions, shape.n_embd, shape.n_layer, shape.n_head)
-    if not all(isinstance(v, int) and v > 0 for v in ints) or shape.n_embd % shape.n_head:
+    shape = GPT2Shape(**fields_of(raw, GPT2Shape, _ALIASES))
+    if not positive_ints(shape.vocab_size, shape.n_positions, shape.n_embd, shape.n_layer, shape.n_head):
         return None
-    if shape.activation_function not in ACTIVATIONS:
+    if shape.n_embd % shape.n_head or shape.activation_function not in ACTIVATIONS:
         return None
     return shape
 
 
-def build(raw: dict[str, Any], attn: str) -> nn.Module | None:
-    """GPT2LMHeadModel's twin on the meta device, or None (see the module docstring)."""
-    shape = shape_of(raw)
-    if shape is None:
-        return None
-    with torch.device("meta"):
-        return GPT2LMHead(shape, attn)
+def build(shape: GPT2Shape) -> GPT2LMHead:
+    return GPT2LMHead(shape)
 
 
 class Conv1D(nn.Module):
@@ -142,9 +102,8 @@ class Attention(nn.Module):
 
     def forward(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         query, key, value = self.c_attn(hidden).split(self.embed_dim, dim=2)
-        heads = (*key.shape[:-1], -1, self.head_dim)
-        key, value = key.view(heads).transpose(1, 2), value.view(heads).transpose(1, 2)
-        query = query.view((*query.shape[:-1], -1, self.head_dim)).transpose(1, 2)
+        key, value = split_heads(key, self.head_dim), split_heads(value, self.head_dim)
+        query = split_heads(query, self.head_dim)
         dropout = self.attn_dropout.p if self.training else 0.0
         if self.config._attn_implementation == "eager":
             weights = torch.matmul(query, key.transpose(-1, -2)) * self.scaling
@@ -153,13 +112,8 @@ class Attention(nn.Module):
             weights = F.softmax(weights, dim=-1).type(value.dtype)
             weights = F.dropout(weights, p=dropout, training=self.training)
             out = torch.matmul(weights, value).transpose(1, 2)
-        else:
-            q_length = query.shape[2]
-            out = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=mask, dropout_p=dropout, scale=self.scaling,
-                is_causal=q_length > 1 and mask is None,
-            )  # fmt: skip
-            out = out.reshape(out.shape[0], -1, q_length, value.shape[-1]).transpose(1, 2).contiguous()
+        else:  # transformers passes no mask to sdpa here (see `_causal_mask`)
+            out = sdpa(query, key, value, dropout, self.scaling, causal=True)
         out = out.reshape(*out.shape[:-2], -1).contiguous()
         return self.resid_dropout(self.c_proj(out))
 
@@ -182,13 +136,17 @@ class Block(nn.Module):
         return hidden + mlp
 
 
-class GPT2LMHead(nn.Module):
+class GPT2LMHead(NativeModel):
     """GPT2LMHeadModel's forward (no key/value cache, no attention mask given): `.loss`, `.logits`."""
 
-    def __init__(self, shape: GPT2Shape, attn: str) -> None:
+    def __init__(self, shape: GPT2Shape) -> None:
         super().__init__()
-        self.shape, self.config = shape, shape.config
-        self.config._attn_implementation = attn
+        self.shape = shape
+        self.config = hf_config(
+            model_type="gpt2", n_positions=shape.n_positions, max_position_embeddings=shape.n_positions,
+            n_embd=shape.n_embd, hidden_size=shape.n_embd, n_layer=shape.n_layer,
+            num_hidden_layers=shape.n_layer, n_head=shape.n_head, num_attention_heads=shape.n_head,
+        )  # fmt: skip
         self.wte = nn.Embedding(shape.vocab_size, shape.n_embd)
         self.wpe = nn.Embedding(shape.n_positions, shape.n_embd)
         self.drop = nn.Dropout(shape.embd_pdrop)
@@ -212,7 +170,7 @@ class GPT2LMHead(nn.Module):
         for block in self.h:
             hidden = block(hidden, mask)
         logits = self.lm_head(self.ln_f(hidden))
-        loss = None if labels is None else _causal_lm_loss(logits, labels, self.shape.vocab_size)
+        loss = None if labels is None else causal_lm_loss(logits, labels, self.shape.vocab_size)
         return SimpleNamespace(loss=loss, logits=logits)
 
 
@@ -228,17 +186,9 @@ def _causal_mask(
     if not eager:
         return None
     device = positions.device
-    batch_idx = torch.arange(batch, device=device)[:, None, None, None]
-    head_idx = torch.arange(1, device=device)[None, :, None, None]
+    torch.arange(batch, device=device)  # batch and head indices: built, unused by the causal pattern
+    torch.arange(1, device=device)
     q_idx = (torch.arange(length, device=device) + 0)[None, None, :, None]
     kv_idx = (torch.arange(length, device=device) + 0)[None, None, None, :]
-    del batch_idx, head_idx  # built (and launched) by transformers, unused by the causal pattern
     allowed = (kv_idx <= q_idx).expand(batch, -1, length, length)
     return torch.where(allowed, torch.zeros((), device=device, dtype=dtype), torch.finfo(dtype).min)
-
-
-def _causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: int) -> torch.Tensor:
-    """transformers' ForCausalLMLoss: labels shifted left by padding with the ignore index, mean CE."""
-    logits = logits.float()
-    shifted = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].contiguous()
-    return F.cross_entropy(logits.view(-1, vocab), shifted.view(-1), ignore_index=IGNORE_INDEX)

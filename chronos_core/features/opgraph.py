@@ -88,7 +88,7 @@ from torch.utils.flop_counter import conv_flop_count, sdpa_backward_flop_count, 
 from chronos_core.catalog.datasets import Datasets
 from chronos_core.catalog.models import Models
 from chronos_core.errors import ChronosError, unknown_choice
-from chronos_core.features import native_gpt2
+from chronos_core.features import native_bert, native_gpt2, native_hf
 
 COLUMNS = (
     "phase", "aten", "family", "B", "M", "N", "K", "elems", "rows", "cols", "in_channels",
@@ -1127,7 +1127,7 @@ def _call(fn: Callable, inputs: Any) -> Any:
 
 def _is_hf(module: nn.Module) -> bool:
     """A Hugging Face model, or native_gpt2's twin of one (fed and read the same way)."""
-    return isinstance(module, native_gpt2.GPT2LMHead) or any(
+    return isinstance(module, native_hf.NativeModel) or any(
         c.__name__ == "PreTrainedModel" for c in type(module).__mro__
     )
 
@@ -1277,9 +1277,9 @@ def _hf_model_class(config: Any) -> Any:
 
 
 def _build_hf(path: Path, attn: str) -> nn.Module:
-    """The model of a config.json on meta: GPT-2 rebuilt natively (`native_gpt2`: the same trace,
-    without transformers' 4 s import), every other architecture by transformers."""
-    native = native_gpt2.build(_read_hf_json(path), attn)
+    """The model of a config.json on meta: rebuilt natively where `native_hf` copies the architecture
+    (the same trace, without transformers' import), else by transformers."""
+    native = native_hf.build(_read_hf_json(path), attn)
     return native if native is not None else _build_transformers(path, attn)
 
 
@@ -1362,7 +1362,8 @@ def build_step(
 
 
 def _source_hash() -> str:
-    sources = Path(__file__).read_bytes() + Path(native_gpt2.__file__).read_bytes()
+    modules = (native_hf, native_gpt2, native_bert)
+    sources = Path(__file__).read_bytes() + b"".join(Path(m.__file__).read_bytes() for m in modules)
     return hashlib.sha256(sources).hexdigest()[:16]
 
 

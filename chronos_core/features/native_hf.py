@@ -1,0 +1,102 @@
+"""Hugging Face models rebuilt from a config.json without importing `transformers`.
+
+Importing transformers' model classes takes 2-4 s on a cold process (they pull in torch._dynamo,
+torch.distributed.tensor and scipy), several times what tracing a large model's training step takes.
+The modules here (`native_gpt2`, `native_bert`) rebuild transformers' own classes op for op: the
+same aten calls in the same order, the same parameters and buffers (tied weights included) and the
+same autograd graph, so a trace of them is the trace of transformers' model row for row.
+`tests/test_native_hf.py` checks that against the pinned transformers on every precision, attention
+implementation and mode.
+
+`build(raw, attn)` returns the module on the meta device, or None where no native module rebuilds
+the config (another architecture, or options a native module does not copy); the caller then builds
+transformers' own class.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IGNORE_INDEX = -100  # transformers' losses
+
+
+def _gelu_new(x: torch.Tensor) -> torch.Tensor:
+    return 0.5 * x * (1.0 + torch.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * torch.pow(x, 3.0))))
+
+
+# transformers' ACT2FN entries that are one plain function (the kernels they launch are the same)
+ACTIVATIONS: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "gelu_new": _gelu_new,
+    "gelu": F.gelu,
+    "gelu_pytorch_tanh": lambda x: F.gelu(x, approximate="tanh"),
+    "relu": F.relu,
+    "silu": F.silu,
+    "swish": F.silu,
+    "tanh": torch.tanh,
+}
+
+
+class NativeModel(nn.Module):
+    """A native twin of a transformers model: `config` holds what opgraph reads off an HF model's
+    config (sequence-length cap, tensor-parallel shape, `_attn_implementation`, read at every call)."""
+
+    config: SimpleNamespace
+
+
+def hf_config(**fields: Any) -> SimpleNamespace:
+    """The config namespace of a native model (`is_encoder_decoder` False, attention sdpa until set)."""
+    return SimpleNamespace(is_encoder_decoder=False, _attn_implementation="sdpa", **fields)
+
+
+def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
+    """[batch, seq, heads * head_dim] -> [batch, heads, seq, head_dim] (a view, as transformers does)."""
+    return x.view((*x.shape[:-1], -1, head_dim)).transpose(1, 2)
+
+
+def sdpa(
+    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float, scale: float, causal: bool
+) -> torch.Tensor:
+    """transformers' sdpa_attention_forward without a mask: [batch, seq, heads, head_dim] out."""
+    q_length = query.shape[2]
+    out = F.scaled_dot_product_attention(
+        query, key, value, attn_mask=None, dropout_p=dropout, scale=scale, is_causal=q_length > 1 and causal
+    )
+    return out.reshape(out.shape[0], -1, q_length, value.shape[-1]).transpose(1, 2).contiguous()
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: int) -> torch.Tensor:
+    """transformers' ForCausalLMLoss: labels shifted left by padding with the ignore index, mean CE."""
+    logits = logits.float()
+    shifted = F.pad(labels, (0, 1), value=IGNORE_INDEX)[..., 1:].contiguous()
+    return F.cross_entropy(logits.view(-1, vocab), shifted.view(-1), ignore_index=IGNORE_INDEX)
+
+
+def fields_of(raw: dict[str, Any], defaults: type, aliases: dict[str, str]) -> dict[str, Any]:
+    """The config.json values of a dataclass's fields, under their canonical names."""
+    renamed = {aliases.get(k, k): v for k, v in raw.items()}
+    return {k: renamed[k] for k in defaults.__dataclass_fields__ if k in renamed}
+
+
+def positive_ints(*values: Any) -> bool:
+    return all(isinstance(v, int) and not isinstance(v, bool) and v > 0 for v in values)
+
+
+def build(raw: dict[str, Any], attn: str) -> NativeModel | None:
+    """The native twin of a config.json's model on the meta device, or None (see the module docs)."""
+    from chronos_core.features import native_bert, native_gpt2
+
+    for module in (native_gpt2, native_bert):
+        shape = module.shape_of(raw)
+        if shape is not None:
+            with torch.device("meta"):
+                model = module.build(shape)
+            model.config._attn_implementation = attn
+            return model
+    return None

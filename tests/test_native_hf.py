@@ -1,0 +1,144 @@
+"""The native Hugging Face models (chronos_core.features.native_hf) trace exactly like transformers'."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chronos_core.features import memory, native_bert, native_gpt2, native_hf
+from chronos_core.features import opgraph as og
+
+FAMILIES = {
+    "gpt2": ("gpt2", {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 100, "n_positions": 32}),
+    "bert": (
+        "bert-base-uncased",
+        {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
+         "vocab_size": 100, "max_position_embeddings": 32},
+    ),
+}  # fmt: skip
+VARIANTS = [
+    ("gpt2", {"tie_word_embeddings": False}),
+    ("gpt2", {"n_inner": 96}),
+    ("gpt2", {"activation_function": "gelu"}),
+    ("gpt2", {"activation_function": "relu"}),
+    ("gpt2", {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}),
+    ("gpt2", {"scale_attn_by_inverse_layer_idx": True}),
+    ("gpt2", {"hidden_size": 96, "num_attention_heads": 3, "n_embd": None, "n_head": None}),
+    ("gpt2", {"architectures": None}),
+    ("bert", {"architectures": ["BertLMHeadModel"]}),
+    ("bert", {"tie_word_embeddings": False}),
+    ("bert", {"hidden_act": "gelu_new", "pad_token_id": None}),
+    ("bert", {"type_vocab_size": 1, "hidden_dropout_prob": 0.0}),
+    ("bert", {"architectures": None}),
+]
+NOT_REBUILT = [
+    ("gpt2", {"add_cross_attention": True}),
+    ("gpt2", {"pad_token_id": 0}),
+    ("gpt2", {"reorder_and_upcast_attn": True}),
+    ("gpt2", {"activation_function": "quick_gelu"}),
+    ("gpt2", {"architectures": ["GPT2ForSequenceClassification"]}),
+    ("bert", {"is_decoder": True}),
+    ("bert", {"position_embedding_type": "relative_key"}),
+    ("bert", {"chunk_size_feed_forward": 8}),
+    ("bert", {"architectures": ["BertForSequenceClassification"]}),
+]
+NATIVE_CLASSES = {"gpt2": native_gpt2.GPT2LMHead, "bert": native_bert.BertLM}
+
+
+def _config(tmp_path: Path, family: str, **changes: object) -> Path:
+    shipped, tiny = FAMILIES[family]
+    raw = json.loads((og.HF_CONFIG_DIR / f"{shipped}.json").read_text())
+    raw.update(tiny)
+    raw.update(changes)
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({k: v for k, v in raw.items() if v is not None}))
+    return path
+
+
+def _trace(path: Path, builder, precision: str, attn: str, mode: str, optimizer: str, seq: int):  # noqa: ANN001, ANN202
+    train = mode == "train"
+    step = og.build_step(
+        str(path), batch_size=2, seq_len=seq, attn_implementation=attn, train=train, build_hf=builder
+    )
+    return og._run_step(step, precision, optimizer if train else "none", mode, attn)
+
+
+@pytest.mark.parametrize(
+    ("family", "precision", "attn"), itertools.product(FAMILIES, og.PRECISIONS, og.ATTN_IMPLEMENTATIONS)
+)
+def test_every_row_matches_transformers(tmp_path: Path, family: str, precision: str, attn: str) -> None:
+    path = _config(tmp_path, family)
+    assert isinstance(og._build_hf(path, attn), NATIVE_CLASSES[family])
+    for mode, optimizer, seq in [("train", "adamw", 16), ("train", "sgd", 1), ("inference", "none", 16)]:
+        ours = _trace(path, og._build_hf, precision, attn, mode, optimizer, seq)
+        theirs = _trace(path, og._build_transformers, precision, attn, mode, optimizer, seq)
+        assert len(ours) > 20
+        assert ours.equals(theirs), (mode, optimizer, seq)
+        assert ours.attrs == theirs.attrs
+
+
+@pytest.mark.parametrize(("family", "changes"), VARIANTS)
+def test_config_variants_match_transformers(tmp_path: Path, family: str, changes: dict) -> None:
+    path = _config(tmp_path, family, **changes)
+    assert isinstance(og._build_hf(path, "sdpa"), NATIVE_CLASSES[family])
+    for precision, attn in [("fp32", "eager"), ("amp", "sdpa")]:
+        ours = _trace(path, og._build_hf, precision, attn, "train", "adamw", 8)
+        theirs = _trace(path, og._build_transformers, precision, attn, "train", "adamw", 8)
+        assert ours.equals(theirs), (precision, attn)
+        assert ours.attrs == theirs.attrs
+
+
+@pytest.mark.parametrize(("family", "recipe"), itertools.product(FAMILIES, ["autocast", "pure"]))
+def test_memory_estimate_matches_transformers(tmp_path: Path, family: str, recipe: str) -> None:
+    path = _config(tmp_path, family)
+    estimates = []
+    for builder in (og._build_hf, og._build_transformers):
+        step = og.build_step(str(path), batch_size=2, seq_len=16, build_hf=builder)
+        estimates.append(memory._simulate(step, family, 2, "bf16", "adamw", "train", "sdpa", recipe, 512))
+    assert estimates[0] == estimates[1]
+    assert estimates[0].peak_bytes > 0
+
+
+@pytest.mark.parametrize(("family", "changes"), NOT_REBUILT)
+def test_what_it_does_not_rebuild_goes_to_transformers(tmp_path: Path, family: str, changes: dict) -> None:
+    path = _config(tmp_path, family, **changes)
+    assert native_hf.build(json.loads(path.read_text()), "sdpa") is None
+    assert not isinstance(og._build_hf(path, "sdpa"), native_hf.NativeModel)
+
+
+def test_shipped_configs_of_rebuilt_architectures_are_native() -> None:
+    for name in og.shipped_hf_configs():
+        raw = json.loads((og.HF_CONFIG_DIR / f"{name}.json").read_text())
+        native = native_hf.build(raw, "sdpa") is not None
+        assert native == (raw["model_type"] in FAMILIES), name
+
+
+def test_a_built_module_follows_the_attention_asked_for_at_trace_time(tmp_path: Path) -> None:
+    for family in FAMILIES:
+        path = _config(tmp_path, family)
+        module = og._build_hf(path, "sdpa")
+        for attn in og.ATTN_IMPLEMENTATIONS:
+            as_module = og.trace_step(module, batch_size=2, seq_len=16, attn_implementation=attn)
+            named = og.trace_step(str(path), batch_size=2, seq_len=16, attn_implementation=attn)
+            assert as_module.equals(named), (family, attn)
+        assert module.config._attn_implementation == "sdpa"  # restored after tracing
+        og.clear_cache()
+
+
+def test_tracing_a_native_model_does_not_import_transformers(tmp_path: Path) -> None:
+    code = (
+        "import sys; from chronos_core.features import opgraph as og; "
+        "names = ('hf:gpt2', 'hf:bert-base-uncased'); "
+        "rows = [len(og.trace_step(m, batch_size=1, seq_len=8)) for m in names]; "
+        "print(min(rows), 'transformers' in sys.modules)"
+    )
+    env = {"CHRONOS_CACHE_DIR": str(tmp_path), "PATH": "/usr/bin:/bin"}
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    rows, imported = out.stdout.split()
+    assert int(rows) > 100
+    assert imported == "False"
