@@ -2,10 +2,11 @@
 
 Target: hf:gpt2-large, batch 4, seq 1024, AdamW, fp32 traced cold in under 3 s; a cached call in
 under 50 ms. Cold runs are fresh subprocesses with an empty cache directory, timed as a user sees
-them (GPT-2 is built by `native_gpt2`, transformers is never imported) and the whole process; beside
-them, the same trace through transformers' own GPT2LMHeadModel (how every other Hugging Face
-architecture is built), its import timed apart. Cached calls: the second call in that process
-(memory) and a new process reading the disk cache.
+them (GPT-2 is built by `native_hf`, transformers is never imported) and the whole process; beside
+them, the same trace through transformers' own GPT2LMHeadModel (how architectures without a native
+twin are built), its import timed apart. Cached calls: the second call in that process (memory) and
+a new process reading the disk cache. The other native architectures' shipped configs (BERT-Large at
+sequence 512, OPT-1.3B; otherwise the same configuration) are timed cold too.
 Writes results/kernels/opgraph_speed.md. Run: python benchmarks/opgraph_speed.py
 """
 
@@ -31,6 +32,7 @@ CONFIG = {
     "precision": "fp32",
 }
 REPEATS = 3
+OTHERS = {"hf:bert-large-uncased": {"seq_len": 512}, "hf:opt-1.3b": {}}  # BERT: 512 positions
 
 CHILD = r"""
 import json, sys, time
@@ -68,11 +70,11 @@ def _cpu_name() -> str:
     return platform.processor() or "unknown CPU"
 
 
-def _child(cache: str, variant: str) -> dict:
+def _child(cache: str, variant: str, config: dict = CONFIG) -> dict:
     env = {**os.environ, "CHRONOS_CACHE_DIR": cache, "PYTHONPATH": str(REPO)}
     start = time.perf_counter()
     done = subprocess.run(
-        [sys.executable, "-c", CHILD, json.dumps(CONFIG), variant],
+        [sys.executable, "-c", CHILD, json.dumps(config), variant],
         env=env,
         capture_output=True,
         text=True,
@@ -93,12 +95,19 @@ def main() -> str:
             disk.append(_child(cache, "plain"))  # new process, same cache: reads it
         with tempfile.TemporaryDirectory() as cache:
             through.append(_child(cache, "transformers"))
+    others = {}
+    for model, changes in OTHERS.items():
+        runs = []
+        for _ in range(REPEATS):
+            with tempfile.TemporaryDirectory() as cache:
+                runs.append(_child(cache, "plain", {**CONFIG, "model": model, **changes}))
+        others[model] = runs
 
     def med(runs: list[dict], key: str) -> float:
         return statistics.median(r[key] for r in runs)
 
     call, trace, cached = med(cold, "call_s"), med(through, "call_s"), med(disk, "call_s")
-    imported = any(r["transformers"] for r in cold + disk)
+    imported = any(r["transformers"] for r in cold + disk + sum(others.values(), []))
     lines = [
         "# opgraph tracing speed (meta device, no weights, no GPU)",
         "",
@@ -122,10 +131,17 @@ def main() -> str:
         f"| {'yes' if med(cold, 'memory_s') < 0.05 else 'no'} |",
         f"| cached call, new process (disk cache) | {cached * 1000:.1f} ms | < 50 ms "
         f"| {'yes' if cached < 0.05 else 'no'} |",
+        *(
+            f"| cold `trace_step` call, {model}"
+            + "".join(f", {k} {v}" for k, v in OTHERS[model].items())
+            + f" (built natively; {runs[0]['rows']} kernel rows) "
+            f"| {med(runs, 'call_s'):.2f} | | |"
+            for model, runs in others.items()
+        ),
         "",
         f"transformers imported by the native runs: {'yes' if imported else 'no'}. The disk-cached call",
         "builds no model. Import times are the libraries' own (torch._dynamo, torch.distributed.tensor",
-        "and scipy come in with transformers). tests/test_native_gpt2.py checks the native trace",
+        "and scipy come in with transformers). tests/test_native_hf.py checks the native traces",
         "against transformers' row for row.",
     ]
     text = "\n".join(lines) + "\n"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chronos_core.features import memory, native_bert, native_gpt2, native_hf
+from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_opt
 from chronos_core.features import opgraph as og
 
 FAMILIES = {
@@ -19,6 +19,11 @@ FAMILIES = {
         "bert-base-uncased",
         {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "intermediate_size": 128,
          "vocab_size": 100, "max_position_embeddings": 32},
+    ),
+    "opt": (
+        "opt-125m",
+        {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "ffn_dim": 128,
+         "vocab_size": 100, "max_position_embeddings": 32, "word_embed_proj_dim": 64},
     ),
 }  # fmt: skip
 VARIANTS = [
@@ -35,6 +40,10 @@ VARIANTS = [
     ("bert", {"hidden_act": "gelu_new", "pad_token_id": None}),
     ("bert", {"type_vocab_size": 1, "hidden_dropout_prob": 0.0}),
     ("bert", {"architectures": None}),
+    ("opt", {"do_layer_norm_before": False, "word_embed_proj_dim": 32}),  # OPT-350M's layout
+    ("opt", {"tie_word_embeddings": False, "attention_dropout": 0.1}),
+    ("opt", {"enable_bias": False, "layer_norm_elementwise_affine": False}),
+    ("opt", {"activation_function": "gelu", "word_embed_proj_dim": None}),
 ]
 NOT_REBUILT = [
     ("gpt2", {"add_cross_attention": True}),
@@ -46,8 +55,11 @@ NOT_REBUILT = [
     ("bert", {"position_embedding_type": "relative_key"}),
     ("bert", {"chunk_size_feed_forward": 8}),
     ("bert", {"architectures": ["BertForSequenceClassification"]}),
+    ("opt", {"layerdrop": 0.1}),
+    ("opt", {"activation_function": "quick_gelu"}),
+    ("opt", {"architectures": ["OPTForSequenceClassification"]}),
 ]
-NATIVE_CLASSES = {"gpt2": native_gpt2.GPT2LMHead, "bert": native_bert.BertLM}
+NATIVE_CLASSES = {"gpt2": native_gpt2.GPT2LMHead, "bert": native_bert.BertLM, "opt": native_opt.OPTLM}
 
 
 def _config(tmp_path: Path, family: str, **changes: object) -> Path:
@@ -133,7 +145,7 @@ def test_a_built_module_follows_the_attention_asked_for_at_trace_time(tmp_path: 
 def test_tracing_a_native_model_does_not_import_transformers(tmp_path: Path) -> None:
     code = (
         "import sys; from chronos_core.features import opgraph as og; "
-        "names = ('hf:gpt2', 'hf:bert-base-uncased'); "
+        "names = ('hf:gpt2', 'hf:bert-base-uncased', 'hf:opt-125m'); "
         "rows = [len(og.trace_step(m, batch_size=1, seq_len=8)) for m in names]; "
         "print(min(rows), 'transformers' in sys.modules)"
     )

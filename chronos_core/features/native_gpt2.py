@@ -17,6 +17,7 @@ from torch import nn
 from chronos_core.features.native_hf import (
     ACTIVATIONS,
     NativeModel,
+    causal_float_mask,
     causal_lm_loss,
     fields_of,
     hf_config,
@@ -183,12 +184,4 @@ def _causal_mask(
     first = positions[:, :1] - 1
     packed = (torch.diff(positions, prepend=first, dim=-1) != 1).cumsum(-1)
     (packed[:, -1] == 0).all()  # its `if` reads this on the host; meta answers "not packed"
-    if not eager:
-        return None
-    device = positions.device
-    torch.arange(batch, device=device)  # batch and head indices: built, unused by the causal pattern
-    torch.arange(1, device=device)
-    q_idx = (torch.arange(length, device=device) + 0)[None, None, :, None]
-    kv_idx = (torch.arange(length, device=device) + 0)[None, None, None, :]
-    allowed = (kv_idx <= q_idx).expand(batch, -1, length, length)
-    return torch.where(allowed, torch.zeros((), device=device, dtype=dtype), torch.finfo(dtype).min)
+    return causal_float_mask(batch, length, dtype, positions.device) if eager else None

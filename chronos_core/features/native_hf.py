@@ -2,7 +2,7 @@
 
 Importing transformers' model classes takes 2-4 s on a cold process (they pull in torch._dynamo,
 torch.distributed.tensor and scipy), several times what tracing a large model's training step takes.
-The modules here (`native_gpt2`, `native_bert`) rebuild transformers' own classes op for op: the
+The modules here (`native_gpt2`, `native_bert`, `native_opt`) rebuild transformers' own classes op for op: the
 same aten calls in the same order, the same parameters and buffers (tied weights included) and the
 same autograd graph, so a trace of them is the trace of transformers' model row for row.
 `tests/test_native_hf.py` checks that against the pinned transformers on every precision, attention
@@ -71,6 +71,17 @@ def sdpa(
     return out.reshape(out.shape[0], -1, q_length, value.shape[-1]).transpose(1, 2).contiguous()
 
 
+def causal_float_mask(batch: int, length: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    """transformers' eager causal mask without padding or cache (masking_utils' sdpa_mask, then
+    eager_mask): index ranges, `kv <= q`, and 0 / the dtype's minimum, [batch, 1, length, length]."""
+    torch.arange(batch, device=device)  # batch and head indices: built, unused by the causal pattern
+    torch.arange(1, device=device)
+    q_idx = (torch.arange(length, device=device) + 0)[None, None, :, None]
+    kv_idx = (torch.arange(length, device=device) + 0)[None, None, None, :]
+    allowed = (kv_idx <= q_idx).expand(batch, -1, length, length)
+    return torch.where(allowed, torch.zeros((), device=device, dtype=dtype), torch.finfo(dtype).min)
+
+
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: int) -> torch.Tensor:
     """transformers' ForCausalLMLoss: labels shifted left by padding with the ignore index, mean CE."""
     logits = logits.float()
@@ -90,9 +101,9 @@ def positive_ints(*values: Any) -> bool:
 
 def build(raw: dict[str, Any], attn: str) -> NativeModel | None:
     """The native twin of a config.json's model on the meta device, or None (see the module docs)."""
-    from chronos_core.features import native_bert, native_gpt2
+    from chronos_core.features import native_bert, native_gpt2, native_opt
 
-    for module in (native_gpt2, native_bert):
+    for module in (native_gpt2, native_bert, native_opt):
         shape = module.shape_of(raw)
         if shape is not None:
             with torch.device("meta"):
