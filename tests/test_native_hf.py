@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_opt
+from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_llama, native_opt
 from chronos_core.features import opgraph as og
 
 FAMILIES = {
@@ -24,6 +24,11 @@ FAMILIES = {
         "opt-125m",
         {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "ffn_dim": 128,
          "vocab_size": 100, "max_position_embeddings": 32, "word_embed_proj_dim": 64},
+    ),
+    "llama": (
+        "llama-3.2-1b",
+        {"num_hidden_layers": 2, "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2,
+         "head_dim": 16, "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 32},
     ),
 }  # fmt: skip
 VARIANTS = [
@@ -44,6 +49,10 @@ VARIANTS = [
     ("opt", {"tie_word_embeddings": False, "attention_dropout": 0.1}),
     ("opt", {"enable_bias": False, "layer_norm_elementwise_affine": False}),
     ("opt", {"activation_function": "gelu", "word_embed_proj_dim": None}),
+    ("llama", {"num_key_value_heads": 4}),
+    ("llama", {"rope_scaling": None, "tie_word_embeddings": False}),  # TinyLlama's layout
+    ("llama", {"num_key_value_heads": 1, "attention_bias": True, "mlp_bias": True, "attention_dropout": 0.1}),
+    ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "pad_token_id": 0}),
 ]
 NOT_REBUILT = [
     ("gpt2", {"add_cross_attention": True}),
@@ -58,8 +67,17 @@ NOT_REBUILT = [
     ("opt", {"layerdrop": 0.1}),
     ("opt", {"activation_function": "quick_gelu"}),
     ("opt", {"architectures": ["OPTForSequenceClassification"]}),
+    ("llama", {"rope_scaling": {"rope_type": "dynamic", "factor": 2.0}}),
+    ("llama", {"rope_scaling": {"rope_type": "yarn", "factor": 2.0}}),
+    ("llama", {"hidden_act": "quick_gelu"}),
+    ("llama", {"architectures": ["LlamaForSequenceClassification"]}),
 ]
-NATIVE_CLASSES = {"gpt2": native_gpt2.GPT2LMHead, "bert": native_bert.BertLM, "opt": native_opt.OPTLM}
+NATIVE_CLASSES = {
+    "gpt2": native_gpt2.GPT2LMHead,
+    "bert": native_bert.BertLM,
+    "opt": native_opt.OPTLM,
+    "llama": native_llama.LlamaLM,
+}
 
 
 def _config(tmp_path: Path, family: str, **changes: object) -> Path:
@@ -145,7 +163,7 @@ def test_a_built_module_follows_the_attention_asked_for_at_trace_time(tmp_path: 
 def test_tracing_a_native_model_does_not_import_transformers(tmp_path: Path) -> None:
     code = (
         "import sys; from chronos_core.features import opgraph as og; "
-        "names = ('hf:gpt2', 'hf:bert-base-uncased', 'hf:opt-125m'); "
+        "names = ('hf:gpt2', 'hf:bert-base-uncased', 'hf:opt-125m', 'hf:tinyllama-1.1b'); "
         "rows = [len(og.trace_step(m, batch_size=1, seq_len=8)) for m in names]; "
         "print(min(rows), 'transformers' in sys.modules)"
     )

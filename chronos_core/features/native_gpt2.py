@@ -17,10 +17,10 @@ from torch import nn
 from chronos_core.features.native_hf import (
     ACTIVATIONS,
     NativeModel,
-    causal_float_mask,
     causal_lm_loss,
     fields_of,
     hf_config,
+    packed_checked_causal_mask,
     positive_ints,
     sdpa,
     split_heads,
@@ -113,7 +113,7 @@ class Attention(nn.Module):
             weights = F.softmax(weights, dim=-1).type(value.dtype)
             weights = F.dropout(weights, p=dropout, training=self.training)
             out = torch.matmul(weights, value).transpose(1, 2)
-        else:  # transformers passes no mask to sdpa here (see `_causal_mask`)
+        else:  # transformers passes no mask to sdpa here (see `packed_checked_causal_mask`)
             out = sdpa(query, key, value, dropout, self.scaling, causal=True)
         out = out.reshape(*out.shape[:-2], -1).contiguous()
         return self.resid_dropout(self.c_proj(out))
@@ -166,22 +166,10 @@ class GPT2LMHead(NativeModel):
         positions = (torch.arange(length, device=embeds.device) + 0).unsqueeze(0)
         hidden = embeds + self.wpe(positions)
         eager = self.config._attn_implementation == "eager"
-        mask = _causal_mask(positions, batch, length, embeds.dtype, eager)
+        mask = packed_checked_causal_mask(positions, batch, length, embeds.dtype, eager)
         hidden = self.drop(hidden)
         for block in self.h:
             hidden = block(hidden, mask)
         logits = self.lm_head(self.ln_f(hidden))
         loss = None if labels is None else causal_lm_loss(logits, labels, self.shape.vocab_size)
         return SimpleNamespace(loss=loss, logits=logits)
-
-
-def _causal_mask(
-    positions: torch.Tensor, batch: int, length: int, dtype: torch.dtype, eager: bool
-) -> torch.Tensor | None:
-    """transformers' create_causal_mask without a padding mask or cache: the packed-sequence check on
-    the position ids, then None for sdpa (its is_causal flag does it) or eager's float mask."""
-    positions = positions.expand(batch, -1)
-    first = positions[:, :1] - 1
-    packed = (torch.diff(positions, prepend=first, dim=-1) != 1).cumsum(-1)
-    (packed[:, -1] == 0).all()  # its `if` reads this on the host; meta answers "not packed"
-    return causal_float_mask(batch, length, dtype, positions.device) if eager else None

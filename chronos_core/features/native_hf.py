@@ -2,9 +2,10 @@
 
 Importing transformers' model classes takes 2-4 s on a cold process (they pull in torch._dynamo,
 torch.distributed.tensor and scipy), several times what tracing a large model's training step takes.
-The modules here (`native_gpt2`, `native_bert`, `native_opt`) rebuild transformers' own classes op for op: the
-same aten calls in the same order, the same parameters and buffers (tied weights included) and the
-same autograd graph, so a trace of them is the trace of transformers' model row for row.
+The modules here (`native_gpt2`, `native_bert`, `native_opt`, `native_llama`) rebuild transformers'
+own classes op for op: the same aten calls in the same order, the same parameters and buffers (tied
+weights included) and the same autograd graph, so a trace of them is the trace of transformers' model
+row for row.
 `tests/test_native_hf.py` checks that against the pinned transformers on every precision, attention
 implementation and mode.
 
@@ -82,6 +83,19 @@ def causal_float_mask(batch: int, length: int, dtype: torch.dtype, device: torch
     return torch.where(allowed, torch.zeros((), device=device, dtype=dtype), torch.finfo(dtype).min)
 
 
+def packed_checked_causal_mask(
+    positions: torch.Tensor, batch: int, length: int, dtype: torch.dtype, eager: bool
+) -> torch.Tensor | None:
+    """transformers' create_causal_mask given position ids, without a padding mask or cache: the
+    packed-sequence check on the position ids, then None for sdpa (its is_causal flag does it) or
+    eager's float mask."""
+    positions = positions.expand(batch, -1)
+    first = positions[:, :1] - 1
+    packed = (torch.diff(positions, prepend=first, dim=-1) != 1).cumsum(-1)
+    (packed[:, -1] == 0).all()  # its `if` reads this on the host; meta answers "not packed"
+    return causal_float_mask(batch, length, dtype, positions.device) if eager else None
+
+
 def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, vocab: int) -> torch.Tensor:
     """transformers' ForCausalLMLoss: labels shifted left by padding with the ignore index, mean CE."""
     logits = logits.float()
@@ -101,9 +115,9 @@ def positive_ints(*values: Any) -> bool:
 
 def build(raw: dict[str, Any], attn: str) -> NativeModel | None:
     """The native twin of a config.json's model on the meta device, or None (see the module docs)."""
-    from chronos_core.features import native_bert, native_gpt2, native_opt
+    from chronos_core.features import native_bert, native_gpt2, native_llama, native_opt
 
-    for module in (native_gpt2, native_bert, native_opt):
+    for module in (native_gpt2, native_bert, native_opt, native_llama):
         shape = module.shape_of(raw)
         if shape is not None:
             with torch.device("meta"):

@@ -5,7 +5,7 @@ with shape-only meta tensors under a `TorchDispatchMode` (the level torch's Flop
 at) and returns one row per aten op that launches a kernel: family, shapes, dtype, FLOPs, bytes.
 No GPU, no weights, no memory. Models: an `nn.Module`, a zoo name (`chronos_core.catalog.models`),
 `"timm:NAME"`, `"hf:NAME"` (a config shipped in `chronos_core/catalog/hf_configs/`) or the path of
-any Hugging Face `config.json`. GPT-2, BERT and OPT configs are built by `native_hf` (transformers'
+any Hugging Face `config.json`. GPT-2, BERT, OPT and Llama configs are built by `native_hf` (transformers'
 classes copied op for op, tested row for row against them), so tracing them does not import
 transformers; every other architecture is built by transformers itself.
 
@@ -90,7 +90,7 @@ from torch.utils.flop_counter import conv_flop_count, sdpa_backward_flop_count, 
 from chronos_core.catalog.datasets import Datasets
 from chronos_core.catalog.models import Models
 from chronos_core.errors import ChronosError, unknown_choice
-from chronos_core.features import native_bert, native_gpt2, native_hf, native_opt
+from chronos_core.features import native_bert, native_gpt2, native_hf, native_llama, native_opt
 
 COLUMNS = (
     "phase", "aten", "family", "B", "M", "N", "K", "elems", "rows", "cols", "in_channels",
@@ -1364,7 +1364,7 @@ def build_step(
 
 
 def _source_hash() -> str:
-    modules = (native_hf, native_gpt2, native_bert, native_opt)
+    modules = (native_hf, native_gpt2, native_bert, native_opt, native_llama)
     sources = Path(__file__).read_bytes() + b"".join(Path(m.__file__).read_bytes() for m in modules)
     return hashlib.sha256(sources).hexdigest()[:16]
 
