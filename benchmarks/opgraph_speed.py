@@ -6,7 +6,7 @@ them (GPT-2 is built by `native_hf`, transformers is never imported) and the who
 them, the same trace through transformers' own GPT2LMHeadModel (how architectures without a native
 twin are built), its import timed apart. Cached calls: the second call in that process (memory) and
 a new process reading the disk cache. The other native architectures' shipped configs (BERT-Large at
-sequence 512, OPT-1.3B; otherwise the same configuration) are timed cold too.
+sequence 512, OPT-1.3B, Llama-3.2-1B; otherwise the same configuration) are timed cold too.
 Writes results/kernels/opgraph_speed.md. Run: python benchmarks/opgraph_speed.py
 """
 
@@ -32,7 +32,11 @@ CONFIG = {
     "precision": "fp32",
 }
 REPEATS = 3
-OTHERS = {"hf:bert-large-uncased": {"seq_len": 512}, "hf:opt-1.3b": {}}  # BERT: 512 positions
+OTHERS = {  # BERT has 512 positions
+    "hf:bert-large-uncased": {"seq_len": 512},
+    "hf:opt-1.3b": {},
+    "hf:llama-3.2-1b": {},
+}
 
 CHILD = r"""
 import json, sys, time
