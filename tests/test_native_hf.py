@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from chronos_core.errors import ChronosError
 from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_llama, native_opt
 from chronos_core.features import opgraph as og
 
@@ -172,3 +173,12 @@ def test_tracing_a_native_model_does_not_import_transformers(tmp_path: Path) -> 
     rows, imported = out.stdout.split()
     assert int(rows) > 100
     assert imported == "False"
+
+
+@pytest.mark.parametrize("family", ["opt", "gpt2"])
+def test_a_config_no_builder_can_build_gets_a_one_line_error(tmp_path: Path, family: str) -> None:
+    changes = {"pad_token_id": 500} if family == "opt" else {"n_head": 5}  # native, then transformers
+    path = _config(tmp_path, family, **changes)
+    with pytest.raises(ChronosError, match=r"cannot be built: .*") as caught:
+        og.trace_step(str(path), batch_size=1, seq_len=8)
+    assert str(path) in str(caught.value) and "\n" not in str(caught.value)

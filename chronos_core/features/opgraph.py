@@ -1128,7 +1128,7 @@ def _call(fn: Callable, inputs: Any) -> Any:
 
 
 def _is_hf(module: nn.Module) -> bool:
-    """A Hugging Face model, or native_gpt2's twin of one (fed and read the same way)."""
+    """A Hugging Face model, or native_hf's twin of one (fed and read the same way)."""
     return isinstance(module, native_hf.NativeModel) or any(
         c.__name__ == "PreTrainedModel" for c in type(module).__mro__
     )
@@ -1281,8 +1281,15 @@ def _hf_model_class(config: Any) -> Any:
 def _build_hf(path: Path, attn: str) -> nn.Module:
     """The model of a config.json on meta: rebuilt natively where `native_hf` copies the architecture
     (the same trace, without transformers' import), else by transformers."""
-    native = native_hf.build(_read_hf_json(path), attn)
-    return native if native is not None else _build_transformers(path, attn)
+    raw = _read_hf_json(path)
+    try:
+        native = native_hf.build(raw, attn)
+        return native if native is not None else _build_transformers(path, attn)
+    except ChronosError:
+        raise
+    except Exception as error:  # noqa: BLE001 - the library's own reason, on one line
+        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ChronosError(f"HF config {str(path)!r} cannot be built: {why}") from None
 
 
 def _build_transformers(path: Path, attn: str) -> nn.Module:
