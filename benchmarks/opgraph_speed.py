@@ -52,7 +52,7 @@ if sys.argv[2] == "transformers":
     from transformers import GPT2LMHeadModel  # noqa: F401
 
     from chronos_core.features import opgraph
-    opgraph._build_hf = opgraph._build_transformers  # the path every other architecture takes
+    opgraph._build_hf = opgraph._build_transformers  # what architectures without a native twin get
 t2 = time.perf_counter()
 config = json.loads(sys.argv[1])
 model = config.pop("model")
