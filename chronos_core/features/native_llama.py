@@ -1,9 +1,10 @@
-"""transformers' LlamaForCausalLM rebuilt natively (see `native_hf`): RMSNorm in fp32, rotary position
+"""transformers' LlamaForCausalLM (and Qwen2ForCausalLM: the same model with biased q/k/v projections)
+rebuilt natively (see `native_hf`): RMSNorm in fp32, rotary position
 embeddings (default, linear or Llama-3 frequencies: they differ only in the buffer's values), grouped
 key/value heads (sdpa's `enable_gqa`, or eager's repeat_kv), the gated MLP, the packed-sequence check
 and causal mask of transformers' masking utilities, the shifted causal-LM loss.
-Not rebuilt (transformers builds them): dynamic, YaRN and other rotary types, other heads, activations
-outside `native_hf.ACTIVATIONS`."""
+Not rebuilt (transformers builds them): dynamic, YaRN and other rotary types, Qwen2's sliding-window
+layers, other heads, activations outside `native_hf.ACTIVATIONS`."""
 
 from __future__ import annotations
 
@@ -25,7 +26,10 @@ from chronos_core.features.native_hf import (
     positive_ints,
 )
 
-ARCHITECTURES = ("LlamaForCausalLM",)
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
+# Qwen2Config's defaults where they differ from LlamaConfig's
+QWEN2_DEFAULTS = {"vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
+                  "max_position_embeddings": 32768}  # fmt: skip
 ROPE_TYPES = ("default", "linear", "llama3")  # computed once at build: the same kernels at every step
 
 
@@ -48,6 +52,7 @@ class LlamaShape:
     attention_dropout: float = 0.0
     mlp_bias: bool = False
     max_position_embeddings: int = 2048
+    qwen2: bool = False  # q/k/v projections with bias, the output and MLP ones without
 
     @property
     def kv_heads(self) -> int:
@@ -60,15 +65,23 @@ class LlamaShape:
 
 def shape_of(raw: dict[str, Any]) -> LlamaShape | None:
     """The Llama shape of a config.json's dict, or None where this module does not rebuild it."""
+    kind = raw.get("model_type")
     if (
-        raw.get("model_type") != "llama"
-        or (raw.get("architectures") or ARCHITECTURES)[0] not in ARCHITECTURES
+        kind not in ARCHITECTURES
+        or (raw.get("architectures") or [ARCHITECTURES[kind]])[0] != ARCHITECTURES[kind]
+    ):
+        return None
+    if kind == "qwen2" and (
+        raw.get("use_sliding_window") or set(raw.get("layer_types") or []) - {"full_attention"}
     ):
         return None
     for rope in (raw.get("rope_scaling"), raw.get("rope_parameters")):
         if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) not in ROPE_TYPES:
             return None
-    shape = LlamaShape(**fields_of(raw, LlamaShape, {}))
+    fields = fields_of(raw, LlamaShape, {})
+    if kind == "qwen2":  # Qwen2 has no attention_bias / mlp_bias switches
+        fields = {**QWEN2_DEFAULTS, **fields, "attention_bias": False, "mlp_bias": False, "qwen2": True}
+    shape = LlamaShape(**fields)
     sizes = (shape.vocab_size, shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers,
              shape.num_attention_heads, shape.kv_heads, shape.dim)  # fmt: skip
     if not positive_ints(*sizes) or shape.num_attention_heads % shape.kv_heads or shape.dim > 256:
@@ -117,11 +130,11 @@ class Layer(nn.Module):
         size, heads, dim = shape.hidden_size, shape.num_attention_heads, shape.dim
         self.config = config  # read at every call, as transformers reads its config's attention choice
         self.shape, self.groups, self.scaling = shape, heads // shape.kv_heads, dim**-0.5
-        bias = shape.attention_bias
-        self.q_proj = nn.Linear(size, heads * dim, bias=bias)
-        self.k_proj = nn.Linear(size, shape.kv_heads * dim, bias=bias)
-        self.v_proj = nn.Linear(size, shape.kv_heads * dim, bias=bias)
-        self.o_proj = nn.Linear(heads * dim, size, bias=bias)
+        qkv_bias = shape.attention_bias or shape.qwen2
+        self.q_proj = nn.Linear(size, heads * dim, bias=qkv_bias)
+        self.k_proj = nn.Linear(size, shape.kv_heads * dim, bias=qkv_bias)
+        self.v_proj = nn.Linear(size, shape.kv_heads * dim, bias=qkv_bias)
+        self.o_proj = nn.Linear(heads * dim, size, bias=shape.attention_bias)
         mlp_bias = shape.mlp_bias
         self.gate_proj = nn.Linear(size, shape.intermediate_size, bias=mlp_bias)
         self.up_proj = nn.Linear(size, shape.intermediate_size, bias=mlp_bias)
@@ -169,15 +182,16 @@ class Layer(nn.Module):
 
 
 class LlamaLM(NativeModel):
-    """LlamaForCausalLM's forward (no key/value cache, no attention mask given): `.loss`, `.logits`."""
+    """LlamaForCausalLM's (Qwen2ForCausalLM's) forward without a key/value cache or attention mask:
+    `.loss`, `.logits`."""
 
     def __init__(self, shape: LlamaShape) -> None:
         super().__init__()
         self.shape = shape
         self.config = hf_config(
-            model_type="llama", max_position_embeddings=shape.max_position_embeddings,
-            hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
-            num_attention_heads=shape.num_attention_heads,
+            model_type="qwen2" if shape.qwen2 else "llama",
+            max_position_embeddings=shape.max_position_embeddings, hidden_size=shape.hidden_size,
+            num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
         )  # fmt: skip
         self.embed_tokens = nn.Embedding(shape.vocab_size, shape.hidden_size, shape.pad_token_id)
         self.layers = nn.ModuleList([Layer(shape, self.config) for _ in range(shape.num_hidden_layers)])
