@@ -14,6 +14,7 @@ from chronos_core.errors import ChronosError
 from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_llama, native_opt
 from chronos_core.features import opgraph as og
 
+DROP = object()  # a change that removes the key (None writes JSON null)
 FAMILIES = {
     "gpt2": ("gpt2", {"n_layer": 2, "n_embd": 64, "n_head": 4, "vocab_size": 100, "n_positions": 32}),
     "bert": (
@@ -34,7 +35,14 @@ FAMILIES = {
     "qwen2": (  # no Qwen2 config is shipped: the tiny Llama as a Qwen2
         "llama-3.2-1b",
         {"model_type": "qwen2", "architectures": ["Qwen2ForCausalLM"], "rope_scaling": None,
-         "attention_bias": None, "mlp_bias": None, "use_sliding_window": False, "num_hidden_layers": 2,
+         "attention_bias": DROP, "mlp_bias": DROP, "use_sliding_window": False, "num_hidden_layers": 2,
+         "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
+         "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 32},
+    ),
+    "mistral": (  # nor a Mistral one: the tiny Llama as a Mistral without a sliding window
+        "llama-3.2-1b",
+        {"model_type": "mistral", "architectures": ["MistralForCausalLM"], "rope_scaling": None,
+         "attention_bias": DROP, "mlp_bias": DROP, "sliding_window": None, "num_hidden_layers": 2,
          "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
          "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 32},
     ),
@@ -46,23 +54,24 @@ VARIANTS = [
     ("gpt2", {"activation_function": "relu"}),
     ("gpt2", {"resid_pdrop": 0.0, "embd_pdrop": 0.0, "attn_pdrop": 0.0}),
     ("gpt2", {"scale_attn_by_inverse_layer_idx": True}),
-    ("gpt2", {"hidden_size": 96, "num_attention_heads": 3, "n_embd": None, "n_head": None}),
-    ("gpt2", {"architectures": None}),
+    ("gpt2", {"hidden_size": 96, "num_attention_heads": 3, "n_embd": DROP, "n_head": DROP}),
+    ("gpt2", {"architectures": DROP}),
     ("bert", {"architectures": ["BertLMHeadModel"]}),
     ("bert", {"tie_word_embeddings": False}),
     ("bert", {"hidden_act": "gelu_new", "pad_token_id": None}),
     ("bert", {"type_vocab_size": 1, "hidden_dropout_prob": 0.0}),
-    ("bert", {"architectures": None}),
+    ("bert", {"architectures": DROP}),
     ("opt", {"do_layer_norm_before": False, "word_embed_proj_dim": 32}),  # OPT-350M's layout
     ("opt", {"tie_word_embeddings": False, "attention_dropout": 0.1}),
     ("opt", {"enable_bias": False, "layer_norm_elementwise_affine": False}),
-    ("opt", {"activation_function": "gelu", "word_embed_proj_dim": None}),
+    ("opt", {"activation_function": "gelu", "word_embed_proj_dim": DROP}),
     ("llama", {"num_key_value_heads": 4}),
     ("llama", {"rope_scaling": None, "tie_word_embeddings": False}),  # TinyLlama's layout
     ("llama", {"num_key_value_heads": 1, "attention_bias": True, "mlp_bias": True, "attention_dropout": 0.1}),
     ("llama", {"rope_scaling": {"rope_type": "linear", "factor": 2.0}, "pad_token_id": 0}),
     ("qwen2", {"tie_word_embeddings": False, "num_key_value_heads": 4, "attention_bias": True}),
     ("qwen2", {"layer_types": ["full_attention", "full_attention"], "sliding_window": 8}),
+    ("mistral", {"tie_word_embeddings": True, "num_key_value_heads": 4, "head_dim": DROP}),
 ]
 NOT_REBUILT = [
     ("gpt2", {"add_cross_attention": True}),
@@ -83,6 +92,8 @@ NOT_REBUILT = [
     ("llama", {"architectures": ["LlamaForSequenceClassification"]}),
     ("qwen2", {"use_sliding_window": True, "sliding_window": 8, "max_window_layers": 1}),
     ("qwen2", {"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8}),
+    ("mistral", {"sliding_window": 8}),
+    ("mistral", {"sliding_window": DROP}),  # MistralConfig's default window, 4096
 ]
 NATIVE_CLASSES = {
     "gpt2": native_gpt2.GPT2LMHead,
@@ -90,6 +101,7 @@ NATIVE_CLASSES = {
     "opt": native_opt.OPTLM,
     "llama": native_llama.LlamaLM,
     "qwen2": native_llama.LlamaLM,
+    "mistral": native_llama.LlamaLM,
 }
 
 
@@ -99,7 +111,7 @@ def _config(tmp_path: Path, family: str, **changes: object) -> Path:
     raw.update(tiny)
     raw.update(changes)
     path = tmp_path / "config.json"
-    path.write_text(json.dumps({k: v for k, v in raw.items() if v is not None}))
+    path.write_text(json.dumps({k: v for k, v in raw.items() if v is not DROP}))
     return path
 
 

@@ -2,10 +2,10 @@
 
 Importing transformers' model classes takes 2-4 s on a cold process (they pull in torch._dynamo,
 torch.distributed.tensor and scipy), several times what tracing a large model's training step takes.
-The modules here (`native_gpt2`, `native_bert`, `native_opt`, `native_llama` with Qwen2) rebuild
-transformers' own classes op for op: the same aten calls in the same order, the same parameters and
-buffers (tied weights included) and the same autograd graph, so a trace of them is the trace of
-transformers' model row for row.
+The modules here (`native_gpt2`, `native_bert`, `native_opt`, `native_llama` with Qwen2 and Mistral)
+rebuild transformers' own classes op for op: the same aten calls in the same order, the same
+parameters and buffers (tied weights included) and the same autograd graph, so a trace of them is the
+trace of transformers' model row for row.
 `tests/test_native_hf.py` checks that against the pinned transformers on every precision, attention
 implementation and mode.
 

@@ -1,10 +1,12 @@
-"""transformers' LlamaForCausalLM (and Qwen2ForCausalLM: the same model with biased q/k/v projections)
-rebuilt natively (see `native_hf`): RMSNorm in fp32, rotary position
-embeddings (default, linear or Llama-3 frequencies: they differ only in the buffer's values), grouped
-key/value heads (sdpa's `enable_gqa`, or eager's repeat_kv), the gated MLP, the packed-sequence check
-and causal mask of transformers' masking utilities, the shifted causal-LM loss.
+"""transformers' LlamaForCausalLM rebuilt natively (see `native_hf`), and the same model under two
+other names: Qwen2ForCausalLM (biased q/k/v projections) and MistralForCausalLM (without its sliding
+window). RMSNorm in fp32, rotary position embeddings (default, linear or Llama-3 frequencies: they
+differ only in the buffer's values), grouped key/value heads (sdpa's `enable_gqa`, or eager's
+repeat_kv), the gated MLP, the packed-sequence check and causal mask of transformers' masking
+utilities, the shifted causal-LM loss.
 Not rebuilt (transformers builds them): dynamic, YaRN and other rotary types, Qwen2's sliding-window
-layers, other heads, activations outside `native_hf.ACTIVATIONS`."""
+layers, Mistral with a sliding window (its default), other heads, activations outside
+`native_hf.ACTIVATIONS`."""
 
 from __future__ import annotations
 
@@ -26,10 +28,14 @@ from chronos_core.features.native_hf import (
     positive_ints,
 )
 
-ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM"}
-# Qwen2Config's defaults where they differ from LlamaConfig's
-QWEN2_DEFAULTS = {"vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
-                  "max_position_embeddings": 32768}  # fmt: skip
+ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
+# their configs' defaults where they differ from LlamaConfig's (neither has bias switches)
+DEFAULTS = {
+    "qwen2": {"vocab_size": 151936, "intermediate_size": 22016, "num_key_value_heads": 32,
+              "max_position_embeddings": 32768},
+    "mistral": {"intermediate_size": 14336, "num_key_value_heads": 8, "max_position_embeddings": 131072},
+}  # fmt: skip
+DEFAULT_MISTRAL_WINDOW = 4096
 ROPE_TYPES = ("default", "linear", "llama3")  # computed once at build: the same kernels at every step
 
 
@@ -53,6 +59,7 @@ class LlamaShape:
     mlp_bias: bool = False
     max_position_embeddings: int = 2048
     qwen2: bool = False  # q/k/v projections with bias, the output and MLP ones without
+    model_type: str = "llama"
 
     @property
     def kv_heads(self) -> int:
@@ -75,12 +82,15 @@ def shape_of(raw: dict[str, Any]) -> LlamaShape | None:
         raw.get("use_sliding_window") or set(raw.get("layer_types") or []) - {"full_attention"}
     ):
         return None
+    if kind == "mistral" and raw.get("sliding_window", DEFAULT_MISTRAL_WINDOW) is not None:
+        return None  # a sliding window changes the mask whenever the sequence reaches it
     for rope in (raw.get("rope_scaling"), raw.get("rope_parameters")):
         if isinstance(rope, dict) and rope.get("rope_type", rope.get("type", "default")) not in ROPE_TYPES:
             return None
     fields = fields_of(raw, LlamaShape, {})
-    if kind == "qwen2":  # Qwen2 has no attention_bias / mlp_bias switches
-        fields = {**QWEN2_DEFAULTS, **fields, "attention_bias": False, "mlp_bias": False, "qwen2": True}
+    if kind in DEFAULTS:
+        fields = {**DEFAULTS[kind], **fields, "attention_bias": False, "mlp_bias": False}
+        fields.update(qwen2=kind == "qwen2", model_type=kind)
     shape = LlamaShape(**fields)
     sizes = (shape.vocab_size, shape.hidden_size, shape.intermediate_size, shape.num_hidden_layers,
              shape.num_attention_heads, shape.kv_heads, shape.dim)  # fmt: skip
@@ -189,7 +199,7 @@ class LlamaLM(NativeModel):
         super().__init__()
         self.shape = shape
         self.config = hf_config(
-            model_type="qwen2" if shape.qwen2 else "llama",
+            model_type=shape.model_type,
             max_position_embeddings=shape.max_position_embeddings, hidden_size=shape.hidden_size,
             num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
         )  # fmt: skip
