@@ -9,6 +9,12 @@ class ChronosError(ValueError):
     """Bad input or missing data, explained in one line; the CLI prints it without a traceback."""
 
 
+def first_line(error: BaseException) -> str:
+    """An exception's message cut to its first line (its type's name when it has none)."""
+    text = str(error).strip()
+    return text.splitlines()[0] if text else type(error).__name__
+
+
 def unknown_choice(kind: str, value: object, known: Iterable[str], limit: int = 40) -> ChronosError:
     """Build the standard 'Unknown <kind> <value>. Known: a, b, c' error."""
     names = sorted(set(known), key=str.lower)

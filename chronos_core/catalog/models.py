@@ -37,7 +37,7 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from chronos_core.catalog._catalog import Catalog
 from chronos_core.catalog.datasets import Datasets, DatasetSpec
-from chronos_core.errors import ChronosError
+from chronos_core.errors import ChronosError, first_line
 
 FAMILIES = ("CNN", "MLP", "Transformer", "RNN")
 FRAMEWORKS = ("torch", "keras")
@@ -889,8 +889,9 @@ def _hf_builder(path: str) -> Callable[..., nn.Module]:
         try:
             module = _build_on_meta(lambda: cls._from_config(config, attn_implementation="sdpa"))
         except Exception as error:  # noqa: BLE001 - transformers' own message, on one line
-            why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ChronosError(f"HF config {path!r}: {cls.__name__} cannot be built: {why}") from None
+            raise ChronosError(
+                f"HF config {path!r}: {cls.__name__} cannot be built: {first_line(error)}"
+            ) from None
         return _answer_meta_items(module)
 
     return build

@@ -89,7 +89,7 @@ from torch.utils.flop_counter import conv_flop_count, sdpa_backward_flop_count, 
 
 from chronos_core.catalog.datasets import Datasets
 from chronos_core.catalog.models import Models
-from chronos_core.errors import ChronosError, unknown_choice
+from chronos_core.errors import ChronosError, first_line, unknown_choice
 from chronos_core.features import native_bert, native_gpt2, native_hf, native_llama, native_opt
 
 COLUMNS = (
@@ -1288,8 +1288,7 @@ def _build_hf(path: Path, attn: str) -> nn.Module:
     except ChronosError:
         raise
     except Exception as error:  # noqa: BLE001 - the library's own reason, on one line
-        why = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise ChronosError(f"HF config {str(path)!r} cannot be built: {why}") from None
+        raise ChronosError(f"HF config {str(path)!r} cannot be built: {first_line(error)}") from None
 
 
 def _build_transformers(path: Path, attn: str) -> nn.Module:

@@ -44,7 +44,7 @@ import numpy as np
 import yaml
 
 from chronos_core import validation as v
-from chronos_core.errors import ChronosError, unknown_choice
+from chronos_core.errors import ChronosError, first_line, unknown_choice
 
 log = logging.getLogger(__name__)
 
@@ -132,8 +132,7 @@ def load_sweep(path: str | os.PathLike) -> SweepSpec:
         else:
             raise ChronosError(f"Sweep file {str(path)!r} must end in .yaml, .yml or .toml")
     except (yaml.YAMLError, tomllib.TOMLDecodeError) as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ChronosError(f"Sweep file {str(path)!r} is malformed: {first}") from exc
+        raise ChronosError(f"Sweep file {str(path)!r} is malformed: {first_line(exc)}") from exc
     return sweep_from_dict(data, source=str(path))
 
 
