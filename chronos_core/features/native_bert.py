@@ -136,10 +136,12 @@ class BertLM(NativeModel):
         super().__init__()
         self.shape = shape
         self.config = hf_config(
-            model_type="bert", max_position_embeddings=shape.max_position_embeddings,
-            hidden_size=shape.hidden_size, num_hidden_layers=shape.num_hidden_layers,
-            num_attention_heads=shape.num_attention_heads,
-        )  # fmt: skip
+            "bert",
+            shape.max_position_embeddings,
+            shape.hidden_size,
+            shape.num_hidden_layers,
+            shape.num_attention_heads,
+        )
         self.embeddings = Embeddings(shape)
         self.layer = nn.ModuleList([Layer(shape, self.config) for _ in range(shape.num_hidden_layers)])
         self.transform = nn.Linear(shape.hidden_size, shape.hidden_size)

@@ -143,11 +143,7 @@ class GPT2LMHead(NativeModel):
     def __init__(self, shape: GPT2Shape) -> None:
         super().__init__()
         self.shape = shape
-        self.config = hf_config(
-            model_type="gpt2", n_positions=shape.n_positions, max_position_embeddings=shape.n_positions,
-            n_embd=shape.n_embd, hidden_size=shape.n_embd, n_layer=shape.n_layer,
-            num_hidden_layers=shape.n_layer, n_head=shape.n_head, num_attention_heads=shape.n_head,
-        )  # fmt: skip
+        self.config = hf_config("gpt2", shape.n_positions, shape.n_embd, shape.n_layer, shape.n_head)
         self.wte = nn.Embedding(shape.vocab_size, shape.n_embd)
         self.wpe = nn.Embedding(shape.n_positions, shape.n_embd)
         self.drop = nn.Dropout(shape.embd_pdrop)

@@ -51,9 +51,14 @@ class NativeModel(nn.Module):
     config: SimpleNamespace
 
 
-def hf_config(**fields: Any) -> SimpleNamespace:
-    """The config namespace of a native model (`is_encoder_decoder` False, attention sdpa until set)."""
-    return SimpleNamespace(is_encoder_decoder=False, _attn_implementation="sdpa", **fields)
+def hf_config(model_type: str, positions: int, hidden: int, layers: int, heads: int) -> SimpleNamespace:
+    """The config namespace of a native model, under transformers' canonical names (the ones opgraph
+    reads first): no encoder-decoder, attention sdpa until the builder sets it."""
+    return SimpleNamespace(
+        model_type=model_type, max_position_embeddings=positions, hidden_size=hidden,
+        num_hidden_layers=layers, num_attention_heads=heads, is_encoder_decoder=False,
+        _attn_implementation="sdpa",
+    )  # fmt: skip
 
 
 def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
@@ -62,13 +67,23 @@ def split_heads(x: torch.Tensor, head_dim: int) -> torch.Tensor:
 
 
 def sdpa(
-    query: torch.Tensor, key: torch.Tensor, value: torch.Tensor, dropout: float, scale: float, causal: bool
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    dropout: float,
+    scale: float,
+    causal: bool,
+    grouped: bool = False,
 ) -> torch.Tensor:
-    """transformers' sdpa_attention_forward without a mask: [batch, seq, heads, head_dim] out."""
+    """transformers' sdpa_attention_forward without a mask: [batch, seq, heads, head_dim] out.
+    `grouped`: fewer key/value heads than query heads, passed as sdpa's `enable_gqa` (as transformers
+    does; the flag is left out otherwise)."""
     q_length = query.shape[2]
+    gqa = {"enable_gqa": True} if grouped else {}
     out = F.scaled_dot_product_attention(
-        query, key, value, attn_mask=None, dropout_p=dropout, scale=scale, is_causal=q_length > 1 and causal
-    )
+        query, key, value, attn_mask=None, dropout_p=dropout, scale=scale, is_causal=q_length > 1 and causal,
+        **gqa,
+    )  # fmt: skip
     return out.reshape(out.shape[0], -1, q_length, value.shape[-1]).transpose(1, 2).contiguous()
 
 

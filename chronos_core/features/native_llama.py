@@ -26,6 +26,8 @@ from chronos_core.features.native_hf import (
     hf_config,
     packed_checked_causal_mask,
     positive_ints,
+    sdpa,
+    split_heads,
 )
 
 ARCHITECTURES = {"llama": "LlamaForCausalLM", "qwen2": "Qwen2ForCausalLM", "mistral": "MistralForCausalLM"}
@@ -157,10 +159,9 @@ class Layer(nn.Module):
         self, hidden: torch.Tensor, rotary: tuple[torch.Tensor, torch.Tensor], mask: torch.Tensor | None
     ) -> torch.Tensor:
         input_shape = hidden.shape[:-1]
-        heads = (*input_shape, -1, self.shape.dim)
-        query = self.q_proj(hidden).view(heads).transpose(1, 2)
-        key = self.k_proj(hidden).view(heads).transpose(1, 2)
-        value = self.v_proj(hidden).view(heads).transpose(1, 2)
+        query, key, value = (
+            split_heads(p(hidden), self.shape.dim) for p in (self.q_proj, self.k_proj, self.v_proj)
+        )
         cos, sin = (t.unsqueeze(1) for t in rotary)
         query = (query * cos) + (_rotate_half(query) * sin)
         key = (key * cos) + (_rotate_half(key) * sin)
@@ -173,14 +174,8 @@ class Layer(nn.Module):
             weights = F.softmax(weights, dim=-1, dtype=torch.float32).to(query.dtype)
             weights = F.dropout(weights, p=dropout, training=self.training)
             out = torch.matmul(weights, value).transpose(1, 2).contiguous()
-        else:  # transformers' sdpa_attention_forward: no mask, grouped heads handled by sdpa itself
-            q_length = query.shape[2]
-            gqa = {"enable_gqa": True} if self.groups > 1 else {}
-            out = F.scaled_dot_product_attention(
-                query, key, value, attn_mask=None, dropout_p=dropout, scale=self.scaling,
-                is_causal=q_length > 1, **gqa,
-            )  # fmt: skip
-            out = out.reshape(out.shape[0], -1, q_length, value.shape[-1]).transpose(1, 2).contiguous()
+        else:  # grouped heads handled by sdpa itself
+            out = sdpa(query, key, value, dropout, self.scaling, causal=True, grouped=self.groups > 1)
         return self.o_proj(out.reshape(*input_shape, -1).contiguous())
 
     def forward(
@@ -199,10 +194,12 @@ class LlamaLM(NativeModel):
         super().__init__()
         self.shape = shape
         self.config = hf_config(
-            model_type=shape.model_type,
-            max_position_embeddings=shape.max_position_embeddings, hidden_size=shape.hidden_size,
-            num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        )  # fmt: skip
+            shape.model_type,
+            shape.max_position_embeddings,
+            shape.hidden_size,
+            shape.num_hidden_layers,
+            shape.num_attention_heads,
+        )
         self.embed_tokens = nn.Embedding(shape.vocab_size, shape.hidden_size, shape.pad_token_id)
         self.layers = nn.ModuleList([Layer(shape, self.config) for _ in range(shape.num_hidden_layers)])
         self.norm = RMSNorm(shape.hidden_size, shape.rms_norm_eps)

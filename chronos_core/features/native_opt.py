@@ -24,6 +24,7 @@ from chronos_core.features.native_hf import (
     hf_config,
     positive_ints,
     sdpa,
+    split_heads,
 )
 
 ARCHITECTURES = ("OPTForCausalLM",)
@@ -78,7 +79,7 @@ class Layer(nn.Module):
         size, bias, affine = shape.hidden_size, shape.enable_bias, shape.layer_norm_elementwise_affine
         self.config = config  # read at every call, as transformers reads its config's attention choice
         self.shape = shape
-        self.heads, self.head_dim = shape.num_attention_heads, size // shape.num_attention_heads
+        self.head_dim = size // shape.num_attention_heads
         self.scaling = self.head_dim**-0.5
         self.k_proj, self.v_proj, self.q_proj, self.out_proj = (
             nn.Linear(size, size, bias=bias) for _ in range(4)
@@ -91,11 +92,11 @@ class Layer(nn.Module):
 
     def _attention(self, hidden: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
         batch, length, _ = hidden.size()
-        query = (
-            (self.q_proj(hidden) * self.scaling).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
+        query = split_heads(self.q_proj(hidden) * self.scaling, self.head_dim)
+        key, value = (
+            split_heads(self.k_proj(hidden), self.head_dim),
+            split_heads(self.v_proj(hidden), self.head_dim),
         )
-        key = self.k_proj(hidden).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
-        value = self.v_proj(hidden).view(batch, -1, self.heads, self.head_dim).transpose(1, 2)
         dropout = self.shape.attention_dropout if self.training else 0.0
         if self.config._attn_implementation == "eager":
             weights = torch.matmul(query, key.transpose(-1, -2)) * 1.0
@@ -136,9 +137,8 @@ class OPTLM(NativeModel):
         self.shape = shape
         size, embed = shape.hidden_size, shape.embed_dim
         self.config = hf_config(
-            model_type="opt", max_position_embeddings=shape.max_position_embeddings, hidden_size=size,
-            num_hidden_layers=shape.num_hidden_layers, num_attention_heads=shape.num_attention_heads,
-        )  # fmt: skip
+            "opt", shape.max_position_embeddings, size, shape.num_hidden_layers, shape.num_attention_heads
+        )
         self.embed_tokens = nn.Embedding(shape.vocab_size, embed, shape.pad_token_id)
         self.embed_positions = nn.Embedding(shape.max_position_embeddings + POSITION_OFFSET, size)
         self.project_out = nn.Linear(size, embed, bias=False) if embed != size else None

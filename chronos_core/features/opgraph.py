@@ -90,7 +90,7 @@ from torch.utils.flop_counter import conv_flop_count, sdpa_backward_flop_count, 
 from chronos_core.catalog.datasets import Datasets
 from chronos_core.catalog.models import Models
 from chronos_core.errors import ChronosError, first_line, unknown_choice
-from chronos_core.features import native_bert, native_gpt2, native_hf, native_llama, native_opt
+from chronos_core.features import native_hf
 
 COLUMNS = (
     "phase", "aten", "family", "B", "M", "N", "K", "elems", "rows", "cols", "in_channels",
@@ -1370,8 +1370,8 @@ def build_step(
 
 
 def _source_hash() -> str:
-    modules = (native_hf, native_gpt2, native_bert, native_opt, native_llama)
-    sources = Path(__file__).read_bytes() + b"".join(Path(m.__file__).read_bytes() for m in modules)
+    native = sorted(Path(__file__).parent.glob("native_*.py"))  # native_hf and its builders
+    sources = Path(__file__).read_bytes() + b"".join(p.read_bytes() for p in native)
     return hashlib.sha256(sources).hexdigest()[:16]
 
 
