@@ -116,6 +116,30 @@ def test_chronos_misses_in_readme():
     assert f"same GPUs {ratio('V100-SXM2-16GB', 'vgg16')} and {ratio('P100-PCIe-16GB', 'vgg16')}" in flat
 
 
+def test_ceilings_in_readme():
+    flat = " ".join(README.split())
+    ops = pd.read_csv(RESULTS / "op_in_fit_summary.csv")
+    bmm = ops[(ops["split"] == "test") & (ops["group"] == "gemm_bmm")].iloc[0]
+    per_gpu = pd.read_csv(RESULTS / "op_in_fit_per_gpu.csv").set_index("gpu")
+    t4 = per_gpu.loc["T4", "chronos_calibrated:gemm_bmm"]
+    assert f"calibrated bmm on the test shapes is {_pct(bmm['chronos_calibrated'])} (T4: {_pct(t4)})" in flat
+    ceil = pd.read_csv(RESULTS / "chronos_ceilings.csv").set_index(["predictor", "factor"])["mape"]
+    learned = "per model and precision, from the other GPUs"
+    cell, batch = "oracle per GPU, model and precision", "oracle per GPU, model, precision and batch size"
+    kernel, blend = _pct(ceil[("kernel model", learned)]), _pct(ceil[("blend", learned)])
+    assert f"(kernel model {kernel}, blend {blend})" in flat
+    assert (
+        f"would leave the kernel model {_pct(ceil[('kernel model', cell)])} and the blend "
+        f"{_pct(ceil[('blend', cell)])}, and for each model, precision and batch size "
+        f"{ceil[('kernel model', batch)]:.1f}% and {_pct(ceil[('blend', batch)])}" in flat
+    )
+    floor = ceil[("the same step's other runs", "measurement floor")]
+    assert f"the mean of the other two misses a run by {_pct(floor)}" in flat
+    # the oracles are ordered: a finer cell never leaves more
+    for name in ("kernel model", "whole-model regressor", "blend"):
+        assert ceil[(name, "oracle per GPU")] >= ceil[(name, cell)] >= ceil[(name, batch)] > floor
+
+
 def test_calibration_budget_in_readme():
     budget = pd.read_csv(RESULTS / "calibration_budget.csv")
     test = budget[budget["split"] == "test"].pivot(index="group", columns="budget", values="mape")

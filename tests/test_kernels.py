@@ -311,6 +311,20 @@ def test_calibration_budget_scores_the_kernels_not_measured():
     assert rows[("gemm_bmm", 32)] < rows[("gemm_bmm", 2)] <= 3 * 300  # calibration kernels are not scored
 
 
+def test_in_fit_scores_every_gpu_with_its_own_kernels_in_the_fit():
+    gpus = ("T4", "V100-PCIe-32GB", "P100-PCIe-16GB")
+    table = pd.concat([_synthetic(d, seed=i, n=200) for i, d in enumerate(gpus)], ignore_index=True)
+    odd = (table["device"] == "T4") & (table["family"] == "gemm") & (table["K"] >= 256)
+    table.loc[odd, "latency_ms"] *= 2.0  # a shape effect only the T4 shows: other GPUs cannot teach it
+    held = kernel_eval.leave_one_gpu_out(table, n_estimators=40, calibrate=False)
+    seen = kernel_eval.in_fit(table, n_estimators=40)
+    assert len(seen) == len(table) and set(seen["gpu"]) == set(gpus)
+    assert seen["pred_calibrated_ms"].notna().all() and seen["calibration_row"].any()
+    ape = lambda f: np.abs(f["pred_ms"] / f["latency_ms"] - 1)  # noqa: E731
+    t4 = lambda f: f[(f["gpu"] == "T4") & (f["family"] == "gemm")]  # noqa: E731
+    assert ape(t4(seen)).mean() < ape(t4(held)).mean() / 2
+
+
 def test_sustained_rates_read_what_a_gpu_reaches():
     device = _synthetic("T4", seed=3, n=400)
     rates = kernel_eval.sustained_rates(device, quantile=1.0)

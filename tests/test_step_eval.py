@@ -9,6 +9,7 @@ import pytest
 from chronos_core.errors import ChronosError
 from chronos_core.predict.step import HostOverhead, host_step_ms
 from chronos_core.predict.step_eval import (
+    chronos_ceilings,
     chronos_logo,
     chronos_misses,
     fit_host,
@@ -52,6 +53,28 @@ def test_chronos_misses_locates_the_miss():
     # its rows end 1.5x and 0.5x off (33.3% and 100%), gpu b's stay exact
     oracle = summary.loc["all rows, each GPU's median miss divided out", "mape"]
     assert oracle == pytest.approx(100 / 3)
+
+
+def test_chronos_ceilings_separate_what_is_learnable_from_oracles_and_noise():
+    rows = _rows()
+    rows["precision"], rows["batch_size"] = 32, 64
+    rows["config"] = rows["model"] + rows["pred_logo_ms"].astype(str)
+    rows = pd.concat([rows, rows], ignore_index=True)  # each step measured twice ...
+    rows.loc[len(rows) // 2 :, "compute_ms"] *= 1.1  # ... the second run 10% slower
+    rows["pred_whole_ms"] = rows["compute_ms"] / 1.2  # a whole-model prediction 20% fast everywhere
+    table = chronos_ceilings(rows).set_index(["predictor", "factor"])["mape"]
+    # the whole-model miss is one factor everywhere: learned from the other GPUs, the repeat noise is left
+    learned = "per model and precision, from the other GPUs"
+    whole = table["whole-model regressor"]
+    assert whole[learned] < 5.0 < whole["none (held out as is)"]
+    # the kernel model's miss is gpu a's alone: the other GPU teaches nothing, the cell oracle removes it
+    kernel = table["kernel model"]
+    assert kernel[learned] >= kernel["none (held out as is)"]
+    assert kernel["oracle per GPU, model and precision"] < 5.0 < kernel["oracle per GPU"]
+    assert table[("blend", "none (held out as is)")] > 0
+    # the two runs of a step differ by 10%: each misses the other by 10% or 9.1%
+    floor = table[("the same step's other runs", "measurement floor")]
+    assert floor == pytest.approx((10 + 100 * (1 - 1 / 1.1)) / 2)
 
 
 def test_fit_host_recovers_what_the_rows_show_and_median_host():

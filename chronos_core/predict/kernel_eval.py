@@ -68,21 +68,34 @@ def leave_one_gpu_out(
     measuring session: the training split's long GEMMs ran throttled, its test split did not), the
     calibration kernels themselves flagged `calibration_row` and not scored.
     """
-    out = []
-    for _gpu, model, held in _held_out(table, n_estimators, progress):
-        scored = held[["device", "split", "family", "op", "B", "M", "N", "K", "H", "latency_ms"]].copy()
-        scored["pred_ms"] = model.predict(held)
-        scored["roofline_ms"] = roofline_ms(held)
-        if calibrate:
-            scored["pred_calibrated_ms"] = np.nan
-            scored["calibration_row"] = False
-            for _, session in held.groupby("split"):
-                sample = calibration_sample(session)
-                tuned = model.without_calibration().calibrate(sample)
-                scored.loc[session.index, "pred_calibrated_ms"] = tuned.predict(session)
-                scored.loc[sample.index, "calibration_row"] = True
-        out.append(scored.rename(columns={"device": "gpu"}))
+    out = [_score(model, held, calibrate) for _gpu, model, held in _held_out(table, n_estimators, progress)]
     return pd.concat(out, ignore_index=True)
+
+
+def in_fit(table: pd.DataFrame, *, n_estimators: int = 300) -> pd.DataFrame:
+    """The ceiling of `leave_one_gpu_out`: one model fitted on every GPU's training rows, each GPU's rows
+    scored (and calibrated) the same way. With its own training session in the fit, what a GPU's
+    out-of-distribution shapes still miss is what its training session does not tell about them."""
+    model = KernelModel(n_estimators=n_estimators).fit(training_rows(table[table["split"] == "train"]))
+    out = [_score(model, held, True) for _, held in table.groupby("device", sort=True)]
+    return pd.concat(out, ignore_index=True)
+
+
+def _score(model: KernelModel, held: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
+    """One GPU's rows with pred_ms, roofline_ms and (`calibrate`) pred_calibrated_ms: calibrated per
+    split on `calibration_sample` of that split, the calibration rows flagged and not scored."""
+    scored = held[["device", "split", "family", "op", "B", "M", "N", "K", "H", "latency_ms"]].copy()
+    scored["pred_ms"] = model.predict(held)
+    scored["roofline_ms"] = roofline_ms(held)
+    if calibrate:
+        scored["pred_calibrated_ms"] = np.nan
+        scored["calibration_row"] = False
+        for _, session in held.groupby("split"):
+            sample = calibration_sample(session)
+            tuned = model.without_calibration().calibrate(sample)
+            scored.loc[session.index, "pred_calibrated_ms"] = tuned.predict(session)
+            scored.loc[sample.index, "calibration_row"] = True
+    return scored.rename(columns={"device": "gpu"})
 
 
 def _held_out(

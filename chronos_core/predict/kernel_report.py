@@ -4,6 +4,8 @@ Tables under results/kernels/:
   op_logo_summary.csv      MAPE per split and op group, leave-one-GPU-out: roofline, chronos
                            (datasheet only), chronos calibrated (a few of the GPU's kernels), NeuSight's
   op_logo_per_gpu.csv      the same per held-out GPU (test shapes)
+  op_in_fit_summary.csv    the ceiling of op_logo_summary.csv: every GPU's training session in the fit
+  op_in_fit_per_gpu.csv    the same per GPU (test shapes)
   calibration_budget.csv   calibrated MAPE per split and op group against kernels measured per group (4-64)
   sustained_rates.csv      test-shape MAPE per op group: datasheet peaks, sustained rates, calibrated
   sustained_specs.csv      each GPU's datasheet and sustained fp32 GEMM FLOP/s and bandwidth
@@ -15,6 +17,8 @@ Tables under results/kernels/:
   chronos_precision.csv    the same over fp32 steps and AMP steps apart
   chronos_misses.csv       where the kernel model's held-out-GPU miss sits: per GPU and model, GPU-bound
                            and host-bound rows, and what one perfect factor per GPU would leave
+  chronos_ceilings.csv     what corrections learned from other GPUs, and oracle factors per GPU / model /
+                           batch size, would leave of the held-out error; the repeat-measurement floor
   chronos_calibration.csv  the held-out GPU's kernel model from its datasheet, calibrated with 16 or 64
                            of its chip's kernels, and with them all in the fit (GPUs NeuSight measured)
   chronos_unseen_size.csv  zoo steps larger than any of their model's in the tables (64x64 and 96x96 rows
@@ -64,6 +68,22 @@ def op_level(
     per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
     per_gpu = per_gpu.reset_index()
     return _write(summary, "op_logo_summary.csv", out_dir), _write(per_gpu, "op_logo_per_gpu.csv", out_dir)
+
+
+def op_in_fit(
+    reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """op_level's ceiling: the same scoring with every GPU's training session in the fit."""
+    if reuse:
+        return pd.read_csv(out_dir / "op_in_fit_summary.csv"), pd.read_csv(out_dir / "op_in_fit_per_gpu.csv")
+    scored = kernel_eval.in_fit(kernel_table(include_xla=False), n_estimators=n_estimators)
+    summary = kernel_eval.summarize_ops(scored)
+    per_gpu = kernel_eval.per_gpu(scored, "test")
+    per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
+    per_gpu = per_gpu.reset_index()
+    return _write(summary, "op_in_fit_summary.csv", out_dir), _write(
+        per_gpu, "op_in_fit_per_gpu.csv", out_dir
+    )
 
 
 def calibration_budget(reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300) -> pd.DataFrame:
@@ -134,12 +154,7 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     """CHRONOS compute time per held-out GPU (and unseen configs), beside the whole-model regressor."""
     if reuse:
         return pd.read_csv(out_dir / "chronos_logo.csv"), pd.read_csv(out_dir / "step_interval.csv")
-    rows = step_eval.chronos_logo(step_eval.chronos_rows(), progress=True)
-    if OLD_PREDS.is_file():  # notebook 04's leave-one-GPU-out predictions of the same rows
-        old = pd.read_csv(OLD_PREDS, usecols=["row", "pred_compute_ms"])
-        rows = rows.merge(old.rename(columns={"pred_compute_ms": "pred_whole_ms"}), on="row", how="left")
-        # equal-weight geometric mean of the two held-out predictions (fixed beforehand, not tuned)
-        rows["pred_ensemble_ms"] = np.sqrt(rows["pred_logo_ms"] * rows["pred_whole_ms"])
+    rows = chronos_rows_with_whole(step_eval.chronos_logo(step_eval.chronos_rows(), progress=True))
     ape = lambda col: (rows[col] - rows["compute_ms"]).abs() / rows["compute_ms"] * 100  # noqa: E731
     named = {
         "kernel_logo_mape": "pred_logo_ms",
@@ -163,6 +178,7 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     by_precision.insert(0, "rows", pd.Series(amp).value_counts())
     _write(by_precision.rename_axis("precision").reset_index(), "chronos_precision.csv", out_dir)
     _write(step_eval.chronos_misses(rows), "chronos_misses.csv", out_dir)
+    _write(step_eval.chronos_ceilings(rows), "chronos_ceilings.csv", out_dir)
     calibration = step_eval.chronos_calibration(rows, progress=True)
     _write(calibration, "chronos_calibration.csv", out_dir)
     _write(
@@ -185,6 +201,23 @@ def chronos(reuse: bool, out_dir: Path = OUT_DIR) -> tuple[pd.DataFrame, pd.Data
     )
     _write(interval, "step_interval.csv", out_dir)
     return _write(per_gpu, "chronos_logo.csv", out_dir), interval
+
+
+def chronos_rows_with_whole(rows: pd.DataFrame) -> pd.DataFrame:
+    """`chronos_logo` rows with the whole-model regressor's held-out prediction of the same rows
+    (notebook 04's, `pred_whole_ms`) and their equal-weight geometric mean (`pred_ensemble_ms`, fixed
+    beforehand, not tuned), where notebook 04's predictions are there."""
+    if not OLD_PREDS.is_file():
+        return rows
+    old = pd.read_csv(OLD_PREDS, usecols=["row", "pred_compute_ms"])
+    rows = rows.merge(old.rename(columns={"pred_compute_ms": "pred_whole_ms"}), on="row", how="left")
+    rows["pred_ensemble_ms"] = np.sqrt(rows["pred_logo_ms"] * rows["pred_whole_ms"])
+    return rows
+
+
+def chronos_ceilings(out_dir: Path = OUT_DIR) -> pd.DataFrame:
+    """The table `chronos` wrote beside chronos_logo.csv (`step_eval.chronos_ceilings`)."""
+    return pd.read_csv(out_dir / "chronos_ceilings.csv")
 
 
 def chronos_misses(out_dir: Path = OUT_DIR) -> pd.DataFrame:

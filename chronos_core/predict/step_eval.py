@@ -660,6 +660,72 @@ def chronos_misses(rows: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([per, pd.DataFrame(summary)], ignore_index=True)
 
 
+CEILING_PREDICTORS = {
+    "kernel model": "pred_logo_ms",
+    "whole-model regressor": "pred_whole_ms",
+    "blend": "pred_blend_ms",
+}
+# what each factor is shared by; the first is learned from the other GPUs, the rest are oracles
+CEILING_FACTORS = {
+    "per model and precision, from the other GPUs": ["model", "precision"],
+    "oracle per GPU": ["gpu"],
+    "oracle per GPU, model and precision": ["gpu", "model", "precision"],
+    "oracle per GPU, model, precision and batch size": ["gpu", "model", "precision", "batch_size"],
+}
+
+
+def chronos_ceilings(rows: pd.DataFrame) -> pd.DataFrame:
+    """How far the CHRONOS leave-one-GPU-out error could fall, and what no model can remove.
+
+    For each held-out prediction (`chronos_logo` rows; the whole-model one and the blend where
+    `pred_whole_ms` is there): its MAPE as is, once each (model, precision)'s median miss on the
+    other GPUs is divided out (a correction a model could learn), and once the median miss of every
+    cell of the held-out GPU's own rows is divided out (oracles: a perfect factor per GPU, per GPU,
+    model and precision, and per GPU, model, precision and batch size). Last, the measurement floor:
+    each step is measured in three runs that differ only in learning rate (the same computation), and
+    the mean of the other two misses it by this much. MAPE is the mean over GPUs of per-GPU MAPEs.
+    """
+    frame = _blend(rows) if "pred_whole_ms" in rows else rows.copy()
+    measured = frame["compute_ms"].to_numpy(float)
+
+    def mape(pred: np.ndarray) -> float:
+        ape = pd.Series(np.abs(pred / measured - 1) * 100, index=frame.index)
+        return float(ape.groupby(frame["gpu"]).mean().mean())
+
+    records = []
+    for name, col in CEILING_PREDICTORS.items():
+        if col not in frame:
+            continue
+        pred = frame[col].to_numpy(float)
+        log_miss = pd.Series(np.log(measured / pred), index=frame.index)
+        records.append({"predictor": name, "factor": "none (held out as is)", "mape": mape(pred)})
+        for factor, keys in CEILING_FACTORS.items():
+            if factor.endswith("from the other GPUs"):
+                shift = np.zeros(len(frame))
+                for gpu in frame["gpu"].unique():
+                    held = (frame["gpu"] == gpu).to_numpy()
+                    learned = log_miss[~held].groupby([frame.loc[~held, k] for k in keys]).median()
+                    cells = pd.MultiIndex.from_frame(frame.loc[held, keys])
+                    shift[held] = learned.reindex(cells).fillna(0.0).to_numpy()
+            else:
+                shift = log_miss.groupby([frame[k] for k in keys]).transform("median").to_numpy()
+            records.append({"predictor": name, "factor": factor, "mape": mape(pred * np.exp(shift))})
+    same = frame.groupby(["gpu", "config"])["compute_ms"]
+    n = same.transform("size")
+    others = (same.transform("sum") - frame["compute_ms"]) / (n - 1)
+    repeat = others.where(n > 1).to_numpy(float)
+    ok = np.isfinite(repeat)
+    ape = pd.Series(np.abs(repeat[ok] / measured[ok] - 1) * 100, index=frame.index[ok])
+    records.append(
+        {
+            "predictor": "the same step's other runs",
+            "factor": "measurement floor",
+            "mape": float(ape.groupby(frame.loc[ok, "gpu"]).mean().mean()),
+        }
+    )
+    return pd.DataFrame(records)
+
+
 def fit_hosts(rows: pd.DataFrame, model: KernelModel) -> pd.DataFrame:
     """Every CHRONOS host's fitted overhead (per GPU, fp32 and AMP steps apart) under a kernel model."""
     records = []
