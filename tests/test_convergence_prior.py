@@ -254,3 +254,21 @@ def test_ensemble_is_the_default_and_every_choice_predicts(runs, committed, pred
     lowest.fit(runs[runs.model != "m_f"], groups=runs.loc[runs.model != "m_f", "model"])
     for bucket, mae in lowest.inner_mae_.items():
         assert lowest.choice_[bucket] == min(mae, key=mae.get)
+
+
+def test_model_ceiling_divides_out_each_models_bias_and_keeps_the_scatter(runs):
+    from chronos_core.convergence.prior_report import model_ceiling
+
+    frame = runs.reset_index(drop=True)
+    y = np.minimum(frame["T_conv"].to_numpy(float), frame["max_epochs"].to_numpy(float))
+    bias = frame["model"].map({m: 1.5 + i for i, m in enumerate(frame["model"].unique())}).to_numpy()
+    scatter = np.where(np.arange(len(frame)) % 2, 1.2, 1 / 1.2)
+    rows = np.arange(len(frame))
+    base = {"table": "t", "scheme": "lomo", "model": "curve_prior"}
+    preds = pd.DataFrame({**base, "row": rows, "k": 0, "y": y})
+    preds = pd.concat([preds.assign(pred=y * bias), preds.assign(pred=y * bias * scatter, k=10)])
+    out = model_ceiling(preds, {"t": frame}).set_index("k")
+    assert out.loc[0, "MAE_model_oracle"] == pytest.approx(0.0, abs=1e-9)  # a pure per-model bias is removed
+    assert out.loc[10, "MAE_model_oracle"] > 0.5  # scatter within a model is not
+    assert out.loc[10, "n"] < len(frame)  # k > 0: only runs still open at k
+    assert out.loc[0, "target"] == 6.5
