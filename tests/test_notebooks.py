@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from chronos_core.reproduce import notebooks, run_notebook
@@ -26,3 +28,5 @@ def test_notebooks_have_a_parameters_cell_with_reuse_and_no_outputs():
         assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code"), (
             f"{path.name} has outputs"
         )
+        ids = [c.get("id") for c in json.loads(path.read_text())["cells"]]  # nbformat.read fills them in
+        assert all(ids) and len(set(ids)) == len(ids), f"{path.name}: each cell needs its own id"
