@@ -6,7 +6,8 @@ them (GPT-2 is built by `native_hf`, transformers is never imported) and the who
 them, the same trace through transformers' own GPT2LMHeadModel (how architectures without a native
 twin are built), its import timed apart. Cached calls: the second call in that process (memory) and
 a new process reading the disk cache. The other native architectures' shipped configs (BERT-Large at
-sequence 512, OPT-1.3B, Llama-3.2-1B; otherwise the same configuration) are timed cold too.
+sequence 512, OPT-1.3B, Llama-3.2-1B, T5-Base at sequence 512; otherwise the same configuration) are
+timed cold too.
 Writes results/kernels/opgraph_speed.md. Run: python benchmarks/opgraph_speed.py
 """
 
@@ -32,10 +33,11 @@ CONFIG = {
     "precision": "fp32",
 }
 REPEATS = 3
-OTHERS = {  # BERT has 512 positions
+OTHERS = {  # BERT and T5 have 512 positions
     "hf:bert-large-uncased": {"seq_len": 512},
     "hf:opt-1.3b": {},
     "hf:llama-3.2-1b": {},
+    "hf:t5-base": {"seq_len": 512},
 }
 
 CHILD = r"""

@@ -59,13 +59,13 @@ def test_opgraph_speed_in_readme():
     saved = re.search(r"what the native build saves\) \| ([0-9.]+) \|", text).group(1)
     disk = re.search(r"new process \(disk cache\) \| ([0-9.]+) ms", text).group(1)
     assert "transformers imported by the native runs: no." in text
-    others = re.findall(r"hf:(?:bert|opt|llama)\S* .*?\| ([0-9.]+) \|", text)
+    others = re.findall(r"hf:(?:bert|opt|llama|t5)\S* .*?\| ([0-9.]+) \|", text)
     flat = " ".join(README.split())
     assert f"{cold} s cold (target 3 s: met;" in flat
     assert f"skips transformers' {saved} s import" in flat
-    assert len(others) == 3
-    names = "BERT-Large, OPT-1.3B and Llama-3.2-1B"
-    assert f"{names} trace cold in {others[0]} s, {others[1]} s and {others[2]} s" in flat
+    assert len(others) == 4
+    names = "BERT-Large, OPT-1.3B, Llama-3.2-1B and T5-Base"
+    assert f"{names} trace cold in {others[0]} s, {others[1]} s, {others[2]} s and {others[3]} s" in flat
     assert f"cache in {disk} ms;" in flat
 
 

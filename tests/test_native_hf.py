@@ -11,7 +11,15 @@ from pathlib import Path
 import pytest
 
 from chronos_core.errors import ChronosError
-from chronos_core.features import memory, native_bert, native_gpt2, native_hf, native_llama, native_opt
+from chronos_core.features import (
+    memory,
+    native_bert,
+    native_gpt2,
+    native_hf,
+    native_llama,
+    native_opt,
+    native_t5,
+)
 from chronos_core.features import opgraph as og
 
 DROP = object()  # a change that removes the key (None writes JSON null)
@@ -46,6 +54,11 @@ FAMILIES = {
          "hidden_size": 64, "num_attention_heads": 4, "num_key_value_heads": 2, "head_dim": 16,
          "intermediate_size": 128, "vocab_size": 100, "max_position_embeddings": 32},
     ),
+    "t5": (
+        "t5-small",
+        {"num_layers": 2, "num_decoder_layers": 2, "d_model": 64, "d_kv": 16, "num_heads": 4, "d_ff": 128,
+         "vocab_size": 100, "n_positions": 32},
+    ),
 }  # fmt: skip
 VARIANTS = [
     ("gpt2", {"tie_word_embeddings": False}),
@@ -72,6 +85,12 @@ VARIANTS = [
     ("qwen2", {"tie_word_embeddings": False, "num_key_value_heads": 4, "attention_bias": True}),
     ("qwen2", {"layer_types": ["full_attention", "full_attention"], "sliding_window": 8}),
     ("mistral", {"tie_word_embeddings": True, "num_key_value_heads": 4, "head_dim": DROP}),
+    ("t5", {"feed_forward_proj": "gated-gelu", "tie_word_embeddings": False}),  # T5 v1.1 / Flan-T5
+    ("t5", {"num_decoder_layers": 3, "dropout_rate": 0.0}),
+    ("t5", {"d_kv": 8, "feed_forward_proj": "gated-silu"}),
+    ("t5", {"architectures": DROP, "n_positions": DROP}),
+    ("t5", {"hidden_size": 48, "d_model": DROP, "num_attention_heads": 2, "num_heads": DROP}),
+    ("t5", {"relative_attention_num_buckets": 8, "relative_attention_max_distance": 16}),
 ]
 NOT_REBUILT = [
     ("gpt2", {"add_cross_attention": True}),
@@ -94,6 +113,9 @@ NOT_REBUILT = [
     ("qwen2", {"layer_types": ["full_attention", "sliding_attention"], "sliding_window": 8}),
     ("mistral", {"sliding_window": 8}),
     ("mistral", {"sliding_window": DROP}),  # MistralConfig's default window, 4096
+    ("t5", {"architectures": ["T5EncoderModel"]}),
+    ("t5", {"architectures": ["T5ForSequenceClassification"]}),
+    ("t5", {"feed_forward_proj": "quick_gelu"}),
 ]
 NATIVE_CLASSES = {
     "gpt2": native_gpt2.GPT2LMHead,
@@ -102,6 +124,7 @@ NATIVE_CLASSES = {
     "llama": native_llama.LlamaLM,
     "qwen2": native_llama.LlamaLM,
     "mistral": native_llama.LlamaLM,
+    "t5": native_t5.T5LM,
 }
 
 
@@ -166,11 +189,10 @@ def test_what_it_does_not_rebuild_goes_to_transformers(tmp_path: Path, family: s
     assert not isinstance(og._build_hf(path, "sdpa"), native_hf.NativeModel)
 
 
-def test_shipped_configs_of_rebuilt_architectures_are_native() -> None:
+def test_every_shipped_config_is_native() -> None:
     for name in og.shipped_hf_configs():
         raw = json.loads((og.HF_CONFIG_DIR / f"{name}.json").read_text())
-        native = native_hf.build(raw, "sdpa") is not None
-        assert native == (raw["model_type"] in FAMILIES), name  # all but T5
+        assert native_hf.build(raw, "sdpa") is not None, name
 
 
 def test_a_built_module_follows_the_attention_asked_for_at_trace_time(tmp_path: Path) -> None:
@@ -188,7 +210,7 @@ def test_a_built_module_follows_the_attention_asked_for_at_trace_time(tmp_path: 
 def test_tracing_a_native_model_does_not_import_transformers(tmp_path: Path) -> None:
     code = (
         "import sys; from chronos_core.features import opgraph as og; "
-        "names = ('hf:gpt2', 'hf:bert-base-uncased', 'hf:opt-125m', 'hf:tinyllama-1.1b'); "
+        "names = ('hf:gpt2', 'hf:bert-base-uncased', 'hf:opt-125m', 'hf:tinyllama-1.1b', 'hf:t5-small'); "
         "rows = [len(og.trace_step(m, batch_size=1, seq_len=8)) for m in names]; "
         "print(min(rows), 'transformers' in sys.modules)"
     )

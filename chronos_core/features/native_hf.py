@@ -2,7 +2,8 @@
 
 Importing transformers' model classes takes 2-4 s on a cold process (they pull in torch._dynamo,
 torch.distributed.tensor and scipy), several times what tracing a large model's training step takes.
-The modules here (`native_gpt2`, `native_bert`, `native_opt`, `native_llama` with Qwen2 and Mistral)
+The modules here (`native_gpt2`, `native_bert`, `native_opt`, `native_llama` with Qwen2 and Mistral,
+`native_t5`)
 rebuild transformers' own classes op for op: the same aten calls in the same order, the same
 parameters and buffers (tied weights included) and the same autograd graph, so a trace of them is the
 trace of transformers' model row for row.
@@ -130,9 +131,9 @@ def positive_ints(*values: Any) -> bool:
 
 def build(raw: dict[str, Any], attn: str) -> NativeModel | None:
     """The native twin of a config.json's model on the meta device, or None (see the module docs)."""
-    from chronos_core.features import native_bert, native_gpt2, native_llama, native_opt
+    from chronos_core.features import native_bert, native_gpt2, native_llama, native_opt, native_t5
 
-    for module in (native_gpt2, native_bert, native_opt, native_llama):
+    for module in (native_gpt2, native_bert, native_opt, native_llama, native_t5):
         shape = module.shape_of(raw)
         if shape is not None:
             with torch.device("meta"):

@@ -5,7 +5,7 @@ with shape-only meta tensors under a `TorchDispatchMode` (the level torch's Flop
 at) and returns one row per aten op that launches a kernel: family, shapes, dtype, FLOPs, bytes.
 No GPU, no weights, no memory. Models: an `nn.Module`, a zoo name (`chronos_core.catalog.models`),
 `"timm:NAME"`, `"hf:NAME"` (a config shipped in `chronos_core/catalog/hf_configs/`) or the path of
-any Hugging Face `config.json`. GPT-2, BERT, OPT, Llama, Qwen2 and Mistral configs are built by
+any Hugging Face `config.json`. GPT-2, BERT, OPT, Llama, Qwen2, Mistral and T5 configs are built by
 `native_hf` (transformers' classes copied op for op, tested row for row against them), so tracing
 them does not import transformers; every other architecture is built by transformers itself.
 
