@@ -91,6 +91,10 @@ VARIANTS = [
     ("t5", {"architectures": DROP, "n_positions": DROP}),
     ("t5", {"hidden_size": 48, "d_model": DROP, "num_attention_heads": 2, "num_heads": DROP}),
     ("t5", {"relative_attention_num_buckets": 8, "relative_attention_max_distance": 16}),
+    # fields T5Config derives, given in the config.json (Flan-T5's carry them): the given value wins
+    ("t5", {"dense_act_fn": "gelu_new", "is_gated_act": True}),
+    ("t5", {"feed_forward_proj": "gated-gelu", "dense_act_fn": "gelu_new", "is_gated_act": False}),
+    ("t5", {"scale_decoder_outputs": False}),
 ]
 NOT_REBUILT = [
     ("gpt2", {"add_cross_attention": True}),

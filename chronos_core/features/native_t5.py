@@ -3,7 +3,8 @@ tied to both stacks and the LM head (T5Config always ties them), RMS layer norms
 relative position buckets computed in each stack's first layer and reused by the others, sdpa with the
 position bias as its float mask (causal in the decoder) or eager attention without scaling, the fp32 cast
 before `wo`, the fp16 overflow clamps, the decoder output scaled by d_model**-0.5 unless the config
-unties the embeddings (T5 v1.1), and the cross-entropy loss over all labels.
+unties the embeddings (T5 v1.1) or sets `scale_decoder_outputs`, and the cross-entropy loss over all
+labels.
 Not rebuilt (transformers builds them): other heads (encoder-only, classification, question answering),
 activations outside `native_hf.ACTIVATIONS`, malformed `feed_forward_proj` values."""
 
@@ -52,35 +53,35 @@ class T5Shape:
     pad_token_id: int | None = 0
     decoder_start_token_id: int | None = None
     n_positions: int | None = None  # not T5Config's: read only as the default sequence-length cap
-    scale_decoder_outputs: bool = True  # T5Config: unless the config.json sets tie_word_embeddings false
+    # T5Config derives these three (from feed_forward_proj and tie_word_embeddings) unless the config.json
+    # gives them, as Flan-T5's and T5 v1.1's do: then their values win
+    dense_act_fn: str = "relu"
+    is_gated_act: bool = False
+    scale_decoder_outputs: bool = True
 
     @property
     def decoder_layers(self) -> int:
         return self.num_decoder_layers if self.num_decoder_layers is not None else self.num_layers
-
-    @property
-    def gated(self) -> bool:
-        return self.feed_forward_proj.split("-")[0] == "gated"
-
-    @property
-    def activation(self) -> str:
-        return "gelu_new" if self.feed_forward_proj == "gated-gelu" else self.feed_forward_proj.split("-")[-1]
 
 
 def shape_of(raw: dict[str, Any]) -> T5Shape | None:
     """The T5 shape of a config.json's dict, or None where this module does not rebuild it."""
     if raw.get("model_type") != "t5" or (raw.get("architectures") or ARCHITECTURES)[0] not in ARCHITECTURES:
         return None
-    fields = fields_of(raw, T5Shape, _ALIASES)
-    fields["scale_decoder_outputs"] = raw.get("tie_word_embeddings") is not False
-    shape = T5Shape(**fields)
-    parts = shape.feed_forward_proj.split("-") if isinstance(shape.feed_forward_proj, str) else []
+    projection = raw.get("feed_forward_proj", T5Shape.feed_forward_proj)
+    parts = projection.split("-") if isinstance(projection, str) else []
     if not parts or len(parts) > 2 or (len(parts) == 2 and parts[0] != "gated"):
         return None
+    derived = {
+        "dense_act_fn": "gelu_new" if projection == "gated-gelu" else parts[-1],
+        "is_gated_act": parts[0] == "gated",
+        "scale_decoder_outputs": raw.get("tie_word_embeddings") is not False,
+    }
+    shape = T5Shape(**{**derived, **fields_of(raw, T5Shape, _ALIASES)})
     sizes = (shape.vocab_size, shape.d_model, shape.d_kv, shape.d_ff, shape.num_layers, shape.decoder_layers,
              shape.num_heads, shape.relative_attention_num_buckets,
              shape.relative_attention_max_distance)  # fmt: skip
-    if not positive_ints(*sizes) or shape.activation not in ACTIVATIONS:
+    if not positive_ints(*sizes) or shape.dense_act_fn not in ACTIVATIONS:
         return None
     return shape
 
@@ -240,7 +241,7 @@ class DenseActDense(nn.Module):
 
     def __init__(self, shape: T5Shape) -> None:
         super().__init__()
-        self.gated = shape.gated
+        self.gated = bool(shape.is_gated_act)
         if self.gated:
             self.wi_0 = nn.Linear(shape.d_model, shape.d_ff, bias=False)
             self.wi_1 = nn.Linear(shape.d_model, shape.d_ff, bias=False)
@@ -248,7 +249,7 @@ class DenseActDense(nn.Module):
             self.wi = nn.Linear(shape.d_model, shape.d_ff, bias=False)
         self.wo = nn.Linear(shape.d_ff, shape.d_model, bias=False)
         self.dropout = nn.Dropout(shape.dropout_rate)
-        self.act = ACTIVATIONS[shape.activation]
+        self.act = ACTIVATIONS[shape.dense_act_fn]
 
     def forward(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.gated:
