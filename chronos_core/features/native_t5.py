@@ -50,8 +50,6 @@ class T5Shape:
     dropout_rate: float = 0.1
     layer_norm_epsilon: float = 1e-6
     feed_forward_proj: str = "relu"
-    pad_token_id: int | None = 0
-    decoder_start_token_id: int | None = None
     n_positions: int | None = None  # not T5Config's: read only as the default sequence-length cap
     # T5Config derives these three (from feed_forward_proj and tie_word_embeddings) unless the config.json
     # gives them, as Flan-T5's and T5 v1.1's do: then their values win
@@ -349,16 +347,6 @@ class T5LM(NativeModel):
         self.lm_head = nn.Linear(shape.d_model, shape.vocab_size, bias=False)
         self.lm_head.weight = self.shared.weight
 
-    def _shift_right(self, labels: torch.Tensor) -> torch.Tensor:
-        start = self.shape.decoder_start_token_id
-        if start is None or self.shape.pad_token_id is None:
-            raise ValueError("T5 needs decoder_start_token_id and pad_token_id to shift labels right")
-        shifted = labels.new_zeros(labels.shape)
-        shifted[..., 1:] = labels[..., :-1].clone()
-        shifted[..., 0] = start
-        shifted.masked_fill_(shifted == IGNORE_INDEX, self.shape.pad_token_id)
-        return shifted
-
     def forward(
         self,
         input_ids: torch.Tensor,
@@ -367,9 +355,9 @@ class T5LM(NativeModel):
         use_cache: bool = False,
     ) -> SimpleNamespace:
         del use_cache  # no cache is ever built here (transformers builds none when it is False)
+        if decoder_input_ids is None:  # opgraph always passes them (transformers would shift the labels)
+            raise ValueError("the native T5 needs decoder_input_ids")
         states = self.encoder(input_ids)
-        if labels is not None and decoder_input_ids is None:
-            decoder_input_ids = self._shift_right(labels)
         decoded = self.decoder(decoder_input_ids, states)  # held to the end, as transformers' output holds it
         out = decoded * (self.shape.d_model**-0.5) if self.shape.scale_decoder_outputs else decoded
         logits = self.lm_head(out)
