@@ -59,15 +59,11 @@ def op_level(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Leave-one-GPU-out over NeuSight's five GPUs, training and out-of-distribution shapes."""
     if reuse:
-        return pd.read_csv(out_dir / "op_logo_summary.csv"), pd.read_csv(out_dir / "op_logo_per_gpu.csv")
+        return _read_op_tables("op_logo", out_dir)
     scored = kernel_eval.leave_one_gpu_out(
         kernel_table(include_xla=False), n_estimators=n_estimators, progress=True
     )
-    summary = kernel_eval.summarize_ops(scored)
-    per_gpu = kernel_eval.per_gpu(scored, "test")
-    per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
-    per_gpu = per_gpu.reset_index()
-    return _write(summary, "op_logo_summary.csv", out_dir), _write(per_gpu, "op_logo_per_gpu.csv", out_dir)
+    return _write_op_tables(scored, "op_logo", out_dir)
 
 
 def op_in_fit(
@@ -75,15 +71,22 @@ def op_in_fit(
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """op_level's ceiling: the same scoring with every GPU's training session in the fit."""
     if reuse:
-        return pd.read_csv(out_dir / "op_in_fit_summary.csv"), pd.read_csv(out_dir / "op_in_fit_per_gpu.csv")
+        return _read_op_tables("op_in_fit", out_dir)
     scored = kernel_eval.in_fit(kernel_table(include_xla=False), n_estimators=n_estimators)
+    return _write_op_tables(scored, "op_in_fit", out_dir)
+
+
+def _read_op_tables(stem: str, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    return pd.read_csv(out_dir / f"{stem}_summary.csv"), pd.read_csv(out_dir / f"{stem}_per_gpu.csv")
+
+
+def _write_op_tables(scored: pd.DataFrame, stem: str, out_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """STEM_summary.csv (MAPE per split and op group) and STEM_per_gpu.csv (test shapes) of scored kernels."""
     summary = kernel_eval.summarize_ops(scored)
     per_gpu = kernel_eval.per_gpu(scored, "test")
     per_gpu.columns = [f"{a}:{b}" for a, b in per_gpu.columns]
     per_gpu = per_gpu.reset_index()
-    return _write(summary, "op_in_fit_summary.csv", out_dir), _write(
-        per_gpu, "op_in_fit_per_gpu.csv", out_dir
-    )
+    return _write(summary, f"{stem}_summary.csv", out_dir), _write(per_gpu, f"{stem}_per_gpu.csv", out_dir)
 
 
 def calibration_budget(reuse: bool, out_dir: Path = OUT_DIR, n_estimators: int = 300) -> pd.DataFrame:

@@ -665,9 +665,9 @@ CEILING_PREDICTORS = {
     "whole-model regressor": "pred_whole_ms",
     "blend": "pred_blend_ms",
 }
-# what each factor is shared by; the first is learned from the other GPUs, the rest are oracles
-CEILING_FACTORS = {
-    "per model and precision, from the other GPUs": ["model", "precision"],
+# what each factor is shared by: learned from the other GPUs' rows, or (oracles) from the held-out GPU's
+CEILING_LEARNED = {"per model and precision, from the other GPUs": ["model", "precision"]}
+CEILING_ORACLES = {
     "oracle per GPU": ["gpu"],
     "oracle per GPU, model and precision": ["gpu", "model", "precision"],
     "oracle per GPU, model, precision and batch size": ["gpu", "model", "precision", "batch_size"],
@@ -686,43 +686,33 @@ def chronos_ceilings(rows: pd.DataFrame) -> pd.DataFrame:
     the mean of the other two misses it by this much. MAPE is the mean over GPUs of per-GPU MAPEs.
     """
     frame = _blend(rows) if "pred_whole_ms" in rows else rows.copy()
-    measured = frame["compute_ms"].to_numpy(float)
 
     def mape(pred: np.ndarray) -> float:
-        ape = pd.Series(np.abs(pred / measured - 1) * 100, index=frame.index)
-        return float(ape.groupby(frame["gpu"]).mean().mean())
+        return float(_mape_by_gpu(frame.assign(pred_ceiling_ms=pred), "pred_ceiling_ms").mean())
 
     records = []
     for name, col in CEILING_PREDICTORS.items():
         if col not in frame:
             continue
         pred = frame[col].to_numpy(float)
-        log_miss = pd.Series(np.log(measured / pred), index=frame.index)
+        log_miss = np.log(frame["compute_ms"] / frame[col])
         records.append({"predictor": name, "factor": "none (held out as is)", "mape": mape(pred)})
-        for factor, keys in CEILING_FACTORS.items():
-            if factor.endswith("from the other GPUs"):
-                shift = np.zeros(len(frame))
-                for gpu in frame["gpu"].unique():
-                    held = (frame["gpu"] == gpu).to_numpy()
-                    learned = log_miss[~held].groupby([frame.loc[~held, k] for k in keys]).median()
-                    cells = pd.MultiIndex.from_frame(frame.loc[held, keys])
-                    shift[held] = learned.reindex(cells).fillna(0.0).to_numpy()
-            else:
-                shift = log_miss.groupby([frame[k] for k in keys]).transform("median").to_numpy()
+        for factor, keys in CEILING_LEARNED.items():
+            shift = np.zeros(len(frame))
+            for gpu in frame["gpu"].unique():
+                held = (frame["gpu"] == gpu).to_numpy()
+                learned = log_miss[~held].groupby([frame.loc[~held, k] for k in keys]).median()
+                cells = pd.MultiIndex.from_frame(frame.loc[held, keys])
+                shift[held] = learned.reindex(cells).fillna(0.0).to_numpy()
+            records.append({"predictor": name, "factor": factor, "mape": mape(pred * np.exp(shift))})
+        for factor, keys in CEILING_ORACLES.items():
+            shift = log_miss.groupby([frame[k] for k in keys]).transform("median").to_numpy()
             records.append({"predictor": name, "factor": factor, "mape": mape(pred * np.exp(shift))})
     same = frame.groupby(["gpu", "config"])["compute_ms"]
     n = same.transform("size")
-    others = (same.transform("sum") - frame["compute_ms"]) / (n - 1)
-    repeat = others.where(n > 1).to_numpy(float)
-    ok = np.isfinite(repeat)
-    ape = pd.Series(np.abs(repeat[ok] / measured[ok] - 1) * 100, index=frame.index[ok])
-    records.append(
-        {
-            "predictor": "the same step's other runs",
-            "factor": "measurement floor",
-            "mape": float(ape.groupby(frame.loc[ok, "gpu"]).mean().mean()),
-        }
-    )
+    others = ((same.transform("sum") - frame["compute_ms"]) / (n - 1)).where(n > 1)  # NaN: not scored
+    floor = {"predictor": "the same step's other runs", "factor": "measurement floor"}
+    records.append({**floor, "mape": mape(others.to_numpy())})
     return pd.DataFrame(records)
 
 
