@@ -272,3 +272,21 @@ def test_model_ceiling_divides_out_each_models_bias_and_keeps_the_scatter(runs):
     assert out.loc[10, "MAE_model_oracle"] > 0.5  # scatter within a model is not
     assert out.loc[10, "n"] < len(frame)  # k > 0: only runs still open at k
     assert out.loc[0, "target"] == 6.5
+
+
+def test_coverage_intervals_resample_held_out_groups_and_flag_a_real_miss(runs):
+    from chronos_core.convergence.prior_report import coverage_intervals
+
+    frame = runs.reset_index(drop=True)
+    y = np.minimum(frame["T_conv"].to_numpy(float), frame["max_epochs"].to_numpy(float))
+    rows = np.arange(len(frame))
+    fold = pd.factorize(frame["model"])[0]
+    hit = rows % 5 != 0  # 80% of the rows inside their interval
+    wide = pd.DataFrame({"table": "t", "model": "curve_prior", "row": rows, "fold": fold, "k": 0, "y": y,
+                         "lo": np.where(hit, y - 1, y + 1), "hi": y + 2})  # fmt: skip
+    preds = pd.concat([wide.assign(scheme="lomo"), wide.assign(scheme="cv", lo=y - 1)])  # cv: all inside
+    out = coverage_intervals(preds, {"t": frame}, draws=500).set_index("scheme")
+    lomo, cv = out.loc["lomo"], out.loc["cv"]
+    assert lomo["coverage80"] == pytest.approx(hit.mean()) and lomo["groups"] == frame["model"].nunique()
+    assert lomo["lo90"] <= 0.8 <= lomo["hi90"] and lomo["inside"]
+    assert cv["coverage80"] == 1.0 and cv["groups"] == len(frame) and not cv["inside"]

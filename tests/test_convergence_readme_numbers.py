@@ -152,3 +152,16 @@ def test_the_readme_quotes_these_numbers():
     assert f"noise is {README_SEED_FLOOR:.2f} epochs" in para
     oracle = README_MODEL_ORACLE
     assert f"would leave CAPE {seq(oracle[CAPE])} and ours {seq(oracle[OURS])} after 0 / 3 / 5 / 10" in para
+
+
+def test_readme_coverage_bootstrap():
+    flat = " ".join((RESULTS.parents[1] / "README.md").read_text(encoding="utf-8").split())
+    boot = pd.read_csv(RESULTS / "prior_coverage.csv")
+    grouped = boot[boot.scheme != "cv"]
+    cells = f"in {grouped.inside.sum()} of the {len(grouped)} leave-one-model-out and leave-one-dataset-out"
+    assert cells in flat
+    outside = grouped[~grouped.inside]
+    assert len(outside) == 1
+    miss = outside.iloc[0]
+    assert (miss.table, miss.scheme, miss.k) == ("public: CAPE_Dataset", "lomo", 10)
+    assert f"(0.87, interval {miss.lo90:.2f}-{miss.hi90:.2f})" in flat and round(miss.coverage80, 2) == 0.87

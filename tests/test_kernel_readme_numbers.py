@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -210,3 +211,17 @@ def test_chronos_unseen_size_in_readme():
     assert f"(their blend: {_pct(mean['blend_logo'])})" in flat
     # the rule's premise: beyond the tables the kernel model beats the regressor, seen GPU or not
     assert mean["kernel_seen"] < mean["whole_seen"] and mean["kernel_logo"] < mean["whole_logo"]
+
+
+def test_in_session_ceiling_in_readme():
+    flat = " ".join(README.split())
+    table = pd.read_csv(RESULTS / "op_in_session.csv").set_index(["group", "gpu"])
+    bmm, linear = table.loc["gemm_bmm"], table.loc["gemm_linear"]
+    corr = f"by at most {bmm['max_miss_corr'].max():.2f} (linear: up to {linear['max_miss_corr'].max():.2f})"
+    assert corr in flat
+    pooled, t4 = _pct(bmm.loc["all", "in_session_mape"]), _pct(bmm.loc["T4", "in_session_mape"])
+    assert f"reaches {pooled} on bmm, and {t4} on the T4 alone" in flat
+    gpus = bmm.drop(index="all")
+    mixed = gpus["logo_calibrated_mape"].where(gpus.index != "T4", gpus["in_session_mape"])
+    assert f"bmm would read {_pct(np.average(mixed, weights=gpus['rows']))}" in flat
+    assert np.average(mixed, weights=gpus["rows"]) > 13.8  # even then NeuSight's figure is not reached

@@ -370,3 +370,36 @@ def test_half_precision_matmuls_before_volta_get_the_fp32_peak():
                            "device": "P100-PCIe-16GB"})  # fmt: skip
     fp32, fp16 = (kdata.conform_kernels(shapes.assign(dtype=d)) for d in ("fp32", "fp16"))
     assert model.predict(fp16)[0] == pytest.approx(model.predict(fp32)[0], rel=0.02)  # compute-bound
+
+
+def test_in_session_tells_an_irregular_gpu_from_a_smooth_one_and_a_shared_miss_from_its_own():
+    rng = np.random.default_rng(0)
+    n = 400
+    shape = pd.DataFrame({d: 2 ** rng.integers(4, 11, n) for d in ("B", "M", "N", "K")})
+    roof = 2 * shape.prod(axis=1).to_numpy(float) / 1e10
+    smooth = roof * (1 + 0.5 / np.log2(shape["K"].to_numpy()))  # a shape effect a regressor can learn
+    shared = 0.3 * np.sin(np.log2(shape["M"].to_numpy()))  # a miss every GPU makes on the same shapes
+
+    def gpu(name: str, latency: np.ndarray, miss: np.ndarray) -> pd.DataFrame:
+        return shape.assign(gpu=name, split="test", family="gemm", op="bmm", H=np.nan, latency_ms=latency,
+                            roofline_ms=roof, pred_ms=latency, pred_calibrated_ms=latency * np.exp(miss),
+                            calibration_row=False)  # fmt: skip
+
+    scored = pd.concat(
+        [
+            gpu("A", smooth, shared),
+            gpu("B", smooth * np.exp(rng.normal(0, 0.3, n)), shared + rng.normal(0, 0.05, n)),
+            gpu("C", smooth, rng.normal(0, 0.3, n)),
+            gpu("A", smooth, shared).assign(split="train", latency_ms=1.0),  # other splits are not scored
+        ],
+        ignore_index=True,
+    )
+    scored.loc[:9, "calibration_row"] = True  # nor are the calibration kernels
+    out = kernel_eval.in_session(scored).set_index("gpu")
+    assert list(out.loc["A", ["group", "rows"]]) == ["gemm_bmm", n - 10]
+    assert out.loc["A", "in_session_mape"] < 5 and out.loc["B", "in_session_mape"] > 15
+    assert out.loc["A", "max_miss_corr"] > 0.9 and out.loc["C", "max_miss_corr"] < 0.2
+    pooled = out.loc["all"]
+    assert pooled["rows"] == 3 * n - 10
+    expected = np.average(out.loc[["A", "B", "C"], "logo_calibrated_mape"], weights=[n - 10, n, n])
+    assert pooled["logo_calibrated_mape"] == pytest.approx(expected)

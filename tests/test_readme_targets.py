@@ -44,6 +44,10 @@ def test_kernel_rows():
         assert cells[2:4] == [_pct(now), _pct(goal)]
         assert cells[5] == ("yes" if round(now, 1) <= goal else "no")
     assert _row("kernel time, bmm")[4].startswith(_pct(fit.loc["gemm_bmm", "chronos_calibrated"]))
+    session = pd.read_csv(KERNELS / "op_in_session.csv").set_index(["group", "gpu"])["in_session_mape"]
+    pooled, t4 = _pct(session[("gemm_bmm", "all")]), _pct(session[("gemm_bmm", "T4")])
+    own = f"{pooled} fitted on 80% of each GPU's own test kernels (T4: {t4})"
+    assert _row("kernel time, bmm")[4].endswith(own)
     b200 = pd.read_csv(KERNELS / "precision_transfer.csv").set_index("dtype")["chronos_calibrated"]
     assert _row("B200 GEMMs, bf16 / tf32")[2] == f"{_pct(b200['bf16'])} / {_pct(b200['tf32'])}"
     assert max(b200) <= 15 and _row("B200 GEMMs, bf16 / tf32")[5] == "yes"
@@ -89,3 +93,8 @@ def test_convergence_rows():
         assert cells[5] == ("yes" if all(lomo[k] <= TARGETS[k] for k in KS) else "no")
     cover = _row("80% intervals for epochs")[2]
     assert cover == f"{head.coverage80.min():.2f}-{head.coverage80.max():.2f}"
+    boot = pd.read_csv(CONVERGENCE / "prior_coverage.csv")
+    grouped = boot[boot.scheme != "cv"]
+    inside = f"in {grouped.inside.sum()} of {len(grouped)} cells"
+    cell = f"0.80 inside the 90% bootstrap interval over held-out groups {inside}"
+    assert _row("80% intervals for epochs")[4] == cell

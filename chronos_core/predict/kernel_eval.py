@@ -26,6 +26,8 @@ CALIBRATION_PER_GROUP = 16  # kernels per op group and dtype a simulated calibra
 CALIBRATION_BUDGETS = (4, 8, 16, 32, 64)  # the budgets `calibration_budget` compares
 # of a GPU's achieved rates, what a published "sustained" figure reads (fixed before any scoring)
 SUSTAINED_QUANTILE = 0.95
+# `in_session`'s shape regressor, cross-validated within one GPU's measuring session
+IN_SESSION_XGB = {"n_estimators": 300, "max_depth": 4, "learning_rate": 0.05}
 # NeuSight's published per-op errors (published_errors/perop.csv, out-of-distribution columns).
 NEUSIGHT_OOD = {"gemm_bmm": 13.8, "gemm_linear": 13.9, "elementwise": 19.3, "softmax": 13.9, "ln": 56.7}
 
@@ -79,6 +81,62 @@ def in_fit(table: pd.DataFrame, *, n_estimators: int = 300) -> pd.DataFrame:
     model = KernelModel(n_estimators=n_estimators).fit(training_rows(table[table["split"] == "train"]))
     out = [_score(model, held, True) for _, held in table.groupby("device", sort=True)]
     return pd.concat(out, ignore_index=True)
+
+
+def in_session(scored: pd.DataFrame, *, folds: int = 5, seed: int = 0, min_shared: int = 30) -> pd.DataFrame:
+    """How far a GPU's test-shape kernels can be predicted from the rest of their own measuring session.
+
+    Per GPU and op group of scored test-split rows (`leave_one_gpu_out`'s output, calibration kernels
+    left out): `in_session_mape`, a `folds`-fold cross-validation within that session of a shape
+    regressor (gradient-boosted log latency over roofline from log shape dims and the roofline time),
+    which sees most of the session's own kernels and so far more than any calibration would;
+    `logo_calibrated_mape`, the held-out model's calibrated error on the same rows; and
+    `max_miss_corr`, the largest correlation of this GPU's log misses with another GPU's on the
+    shapes both measured (at least `min_shared`): low means the miss is the GPU's own, which other
+    GPUs cannot teach. A row `all` per group pools the GPUs (row-weighted).
+    """
+    import xgboost as xgb
+    from sklearn.model_selection import KFold
+
+    frame = scored[scored["split"] == "test"].copy()
+    if "calibration_row" in frame:
+        frame = frame[~frame["calibration_row"].astype(bool)]
+    frame["group"] = op_group(frame)
+    frame["miss"] = np.log(frame["pred_calibrated_ms"] / frame["latency_ms"])
+    rows = []
+    for group, part in frame.groupby("group"):
+        dims = ["B", "M", "N", "K"] if group.startswith("gemm") else ["B", "H"]
+        misses = part.pivot_table(index=dims, columns="gpu", values="miss")
+        for gpu, own in part.groupby("gpu"):
+            x = np.column_stack([np.log2(own[dims].to_numpy(float)), np.log(own["roofline_ms"].to_numpy())])
+            y = np.log(own["latency_ms"] / own["roofline_ms"]).to_numpy()
+            fitted = np.full(len(y), np.nan)
+            n_splits = min(folds, len(y))
+            if n_splits >= 2:
+                for tr, te in KFold(n_splits, shuffle=True, random_state=seed).split(x):
+                    reg = xgb.XGBRegressor(**IN_SESSION_XGB, random_state=seed)
+                    fitted[te] = reg.fit(x[tr], y[tr]).predict(x[te])
+            lat = own["latency_ms"].to_numpy()
+            session_ape = np.abs(own["roofline_ms"].to_numpy() * np.exp(fitted) / lat - 1)
+            corr = [
+                misses[[gpu, other]].dropna().corr().iloc[0, 1]
+                for other in misses.columns
+                if other != gpu and len(misses[[gpu, other]].dropna()) >= min_shared
+            ]
+            rows.append(
+                {"group": group, "gpu": gpu, "rows": len(own),
+                 "in_session_mape": float(np.mean(session_ape)) * 100,
+                 "logo_calibrated_mape": float(np.mean(np.abs(own["pred_calibrated_ms"] / lat - 1)) * 100),
+                 "max_miss_corr": float(np.nanmax(corr)) if corr else np.nan}
+            )  # fmt: skip
+    out = pd.DataFrame(rows)
+    mapes = ("in_session_mape", "logo_calibrated_mape")
+    pooled = [
+        {"group": group, "gpu": "all", "rows": int(part["rows"].sum()),
+         **{c: float(np.average(part[c], weights=part["rows"])) for c in mapes}, "max_miss_corr": np.nan}
+        for group, part in out.groupby("group")
+    ]  # fmt: skip
+    return pd.concat([out, pd.DataFrame(pooled)], ignore_index=True)
 
 
 def _score(model: KernelModel, held: pd.DataFrame, calibrate: bool) -> pd.DataFrame:
