@@ -16,7 +16,7 @@ import argparse
 import logging
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -288,6 +288,12 @@ def headline(metrics: pd.DataFrame, model: str = "curve_prior") -> pd.DataFrame:
     return out.sort_values(["table", "scheme", "k"]).reset_index(drop=True)
 
 
+def _open_by_k(preds: pd.DataFrame, frame: pd.DataFrame) -> Iterator[tuple[int, pd.DataFrame]]:
+    """(k, the stored predictions at k): every row at k = 0, the runs still open at k after it."""
+    for k, grp in preds.groupby("k"):
+        yield int(k), grp[ev._open_at(frame, int(k))[grp.row.to_numpy()]] if k else grp
+
+
 def model_ceiling(preds: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.DataFrame:
     """How much of the leave-one-model-out error is each unseen model's own bias (stored predictions).
 
@@ -300,9 +306,7 @@ def model_ceiling(preds: pd.DataFrame, frames: dict[str, pd.DataFrame]) -> pd.Da
         sub = preds[(preds.table == table) & (preds.scheme == "lomo") & (preds.model == "curve_prior")]
         arch = frame["model"].to_numpy()
         cap = frame["max_epochs"].to_numpy(float)
-        for k, grp in sub.groupby("k"):
-            if k:
-                grp = grp[ev._open_at(frame, int(k))[grp.row.to_numpy()]]
+        for k, grp in _open_by_k(sub, frame):
             miss = pd.Series(np.log(grp.y / grp.pred).to_numpy(), index=grp.index)
             factor = np.exp(miss.groupby(arch[grp.row.to_numpy()]).transform("median"))
             oracle = np.minimum(grp.pred * factor, cap[grp.row.to_numpy()])
@@ -327,9 +331,7 @@ def coverage_intervals(
     records = []
     for (table, scheme), sub in preds[preds.model == "curve_prior"].groupby(["table", "scheme"], sort=False):
         frame = frames[table]
-        for k, grp in sub.groupby("k"):
-            if k:
-                grp = grp[ev._open_at(frame, int(k))[grp.row.to_numpy()]]
+        for k, grp in _open_by_k(sub, frame):
             hit = ((grp.y >= grp.lo - 1e-9) & (grp.y <= grp.hi + 1e-9)).to_numpy(float)
             cluster = grp.fold.to_numpy() if scheme != "cv" else np.arange(len(grp))
             ids, inverse = np.unique(cluster, return_inverse=True)

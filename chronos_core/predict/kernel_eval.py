@@ -106,7 +106,8 @@ def in_session(scored: pd.DataFrame, *, folds: int = 5, seed: int = 0, min_share
     rows = []
     for group, part in frame.groupby("group"):
         dims = ["B", "M", "N", "K"] if group.startswith("gemm") else ["B", "H"]
-        misses = part.pivot_table(index=dims, columns="gpu", values="miss")
+        # pairwise over the shapes both GPUs measured
+        corr = part.pivot_table(index=dims, columns="gpu", values="miss").corr(min_periods=min_shared)
         for gpu, own in part.groupby("gpu"):
             x = np.column_stack([np.log2(own[dims].to_numpy(float)), np.log(own["roofline_ms"].to_numpy())])
             y = np.log(own["latency_ms"] / own["roofline_ms"]).to_numpy()
@@ -118,16 +119,11 @@ def in_session(scored: pd.DataFrame, *, folds: int = 5, seed: int = 0, min_share
                     fitted[te] = reg.fit(x[tr], y[tr]).predict(x[te])
             lat = own["latency_ms"].to_numpy()
             session_ape = np.abs(own["roofline_ms"].to_numpy() * np.exp(fitted) / lat - 1)
-            corr = [
-                misses[[gpu, other]].dropna().corr().iloc[0, 1]
-                for other in misses.columns
-                if other != gpu and len(misses[[gpu, other]].dropna()) >= min_shared
-            ]
             rows.append(
                 {"group": group, "gpu": gpu, "rows": len(own),
                  "in_session_mape": float(np.mean(session_ape)) * 100,
                  "logo_calibrated_mape": float(np.mean(np.abs(own["pred_calibrated_ms"] / lat - 1)) * 100),
-                 "max_miss_corr": float(np.nanmax(corr)) if corr else np.nan}
+                 "max_miss_corr": float(corr[gpu].drop(gpu).max())}
             )  # fmt: skip
     out = pd.DataFrame(rows)
     mapes = ("in_session_mape", "logo_calibrated_mape")
